@@ -1,0 +1,177 @@
+"""The one config loader: ``config/amberflo_sync.yaml`` (path overridable by ``AMBERFLO_SYNC_CONFIG``).
+
+Secrets never live here — the warehouse URL and the Amberflo key come from Airflow connections
+(``segment_warehouse``, ``amberflo_default``). Loading fails fast with the offending key named.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_ENV_VAR = "AMBERFLO_SYNC_CONFIG"
+#: ``<repo>/config/amberflo_sync.yaml`` — the package lives in ``<repo>/plugins/amberflo_sync``.
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "config" / "amberflo_sync.yaml"
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing, malformed or has an invalid value."""
+
+
+@dataclass(frozen=True)
+class EventsConfig:
+    """Which event streams the events DAG bills.
+
+    :ivar pages: bill ``<source>.pages``.
+    :ivar screens: bill ``<source>.screens``.
+    :ivar tracks: bill the per-event track tables.
+    :ivar include: glob patterns of track event table names to bill (empty = all).
+    :ivar exclude: glob patterns of track event table names never to bill (wins over include).
+    """
+
+    pages: bool = True
+    screens: bool = True
+    tracks: bool = True
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+    def wants_event_table(self, table: str) -> bool:
+        """True when the track table ``table`` passes the include/exclude lists (case-insensitive)."""
+        name = table.lower()
+        if any(fnmatch.fnmatchcase(name, p.lower()) for p in self.exclude):
+            return False
+        return not self.include or any(fnmatch.fnmatchcase(name, p.lower()) for p in self.include)
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    """Where watermarks, rejected rows and run history live.
+
+    :ivar url: SQLAlchemy URL of a separate state database; ``None`` = the warehouse database.
+    :ivar schema: schema for the state tables (ignored on SQLite, which has none).
+    """
+
+    url: str | None = None
+    schema: str = "amberflo_sync"
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    """Everything the syncs read from the YAML file. See the README's configuration reference."""
+
+    source_schemas: tuple[str, ...] = ("prod",)
+    events: EventsConfig = field(default_factory=EventsConfig)
+    cursor_column: str = "uuid_ts"
+    overlap: dt.timedelta = dt.timedelta(hours=2)
+    chunk_rows: int = 50_000
+    batch_size: int = 500
+    dry_run_records: int = 20
+    dry_run_dir: str | None = None
+    state: StateConfig = field(default_factory=StateConfig)
+    progress_every_seconds: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not self.source_schemas:
+            raise ConfigError("source_schemas: list at least one Segment source schema")
+        if self.chunk_rows < 1:
+            raise ConfigError("chunk_rows: must be a positive integer")
+        if self.batch_size < 1:
+            raise ConfigError("batch_size: must be a positive integer")
+        if self.overlap < dt.timedelta(0):
+            raise ConfigError("overlap_hours: must not be negative")
+
+
+def config_path() -> Path:
+    """The config file in force: ``$AMBERFLO_SYNC_CONFIG`` or the repository default."""
+    return Path(os.environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG_PATH)
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> SyncConfig:
+    """Read and validate the YAML configuration.
+
+    :param path: file to read; defaults to :func:`config_path`.
+    :raises ConfigError: the file is missing or a value is invalid (the message names the key).
+    """
+    source = Path(path) if path is not None else config_path()
+    try:
+        raw = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {source} (set {CONFIG_ENV_VAR})") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {source} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {source}: top level must be a mapping")
+    return config_from_dict(raw, config_dir=source.resolve().parent)
+
+
+def config_from_dict(raw: dict[str, Any], *, config_dir: Path | None = None) -> SyncConfig:
+    """Build a :class:`SyncConfig` from a parsed mapping (unknown keys are an error: typos bill wrong)."""
+    raw = dict(raw)
+    known = {f.name for f in fields(SyncConfig)} | {"overlap_hours"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
+    kwargs: dict[str, Any] = {}
+    if "source_schemas" in raw:
+        kwargs["source_schemas"] = _str_tuple(raw["source_schemas"], "source_schemas")
+    if "events" in raw:
+        kwargs["events"] = _events(raw["events"] or {})
+    if "state" in raw:
+        kwargs["state"] = _state(raw["state"] or {}, config_dir)
+    if "overlap_hours" in raw:
+        kwargs["overlap"] = dt.timedelta(hours=_number(raw["overlap_hours"], "overlap_hours"))
+    for key in ("chunk_rows", "batch_size", "dry_run_records"):
+        if key in raw:
+            kwargs[key] = int(_number(raw[key], key))
+    if "progress_every_seconds" in raw:
+        kwargs["progress_every_seconds"] = float(_number(raw["progress_every_seconds"], "progress_every_seconds"))
+    if raw.get("cursor_column"):
+        kwargs["cursor_column"] = str(raw["cursor_column"])
+    if raw.get("dry_run_dir"):
+        kwargs["dry_run_dir"] = str(raw["dry_run_dir"]).replace("{config_dir}", str(config_dir or Path.cwd()))
+    return SyncConfig(**kwargs)
+
+
+def _events(raw: dict[str, Any]) -> EventsConfig:
+    unknown = sorted(set(raw) - {f.name for f in fields(EventsConfig)})
+    if unknown:
+        raise ConfigError(f"unknown events key(s): {', '.join(unknown)}")
+    return EventsConfig(
+        pages=bool(raw.get("pages", True)),
+        screens=bool(raw.get("screens", True)),
+        tracks=bool(raw.get("tracks", True)),
+        include=_str_tuple(raw.get("include") or [], "events.include"),
+        exclude=_str_tuple(raw.get("exclude") or [], "events.exclude"),
+    )
+
+
+def _state(raw: dict[str, Any], config_dir: Path | None) -> StateConfig:
+    unknown = sorted(set(raw) - {f.name for f in fields(StateConfig)})
+    if unknown:
+        raise ConfigError(f"unknown state key(s): {', '.join(unknown)}")
+    url = raw.get("url")
+    if isinstance(url, str):
+        # ``${VAR}`` from the environment; ``{config_dir}`` = the config file's folder, so a demo
+        # state file can sit next to the repository wherever it is cloned.
+        url = os.path.expandvars(url).replace("{config_dir}", str(config_dir or Path.cwd()))
+    return StateConfig(url=url or None, schema=str(raw.get("schema") or "amberflo_sync"))
+
+
+def _str_tuple(value: Any, key: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{key}: must be a list of non-empty strings")
+    return tuple(value)
+
+
+def _number(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{key}: must be a number, got {value!r}")
+    return float(value)

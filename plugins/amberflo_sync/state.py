@@ -1,0 +1,283 @@
+"""The one state store: watermarks, rejected rows and run history, over SQLAlchemy.
+
+By default the tables live in the warehouse database under a configurable schema; a separate
+database (``state.url``) is better when several workers write at once — e.g. SQLite or PostgreSQL
+next to a DuckDB warehouse, which allows only one writing process. Plain portable SQL
+(``CREATE TABLE IF NOT EXISTS``, update-then-insert) keeps it working on PostgreSQL, DuckDB, SQLite
+and the cloud warehouses alike. Cursor values are stored as ISO-8601 text because their type
+follows the warehouse column (with or without a time zone).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """How far a stream is billed: every row with ``cursor <= value`` was accepted by Amberflo."""
+
+    stream: str
+    value: Any
+    updated_at: dt.datetime
+
+
+@dataclass
+class RunStats:
+    """One row of ``sync_runs``: what a run did to one stream. ``read`` always equals
+    ``sent + duplicates + rejected + skipped`` on success (checked by :meth:`balanced`)."""
+
+    run_id: str
+    stream: str
+    status: str = "running"
+    read: int = 0
+    sent: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    window_lower: str | None = None
+    window_upper: str | None = None
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    error: str | None = None
+
+    @property
+    def balanced(self) -> bool:
+        return self.read == self.sent + self.duplicates + self.rejected + self.skipped
+
+    def summary(self) -> str:
+        """The one-line summary a task ends with."""
+        rate = self.read / self.seconds if self.seconds > 0 else 0.0
+        return (
+            f"{self.stream}: status={self.status} read={self.read} sent={self.sent} "
+            f"duplicates={self.duplicates} rejected={self.rejected} skipped={self.skipped} "
+            f"seconds={self.seconds:.2f} rows/s={rate:,.0f}"
+        )
+
+
+def encode_cursor(value: Any) -> str:
+    """A cursor value as text that :func:`decode_cursor` turns back into the same value."""
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return orjson.dumps(value, default=str).decode()
+
+
+def decode_cursor(text: str) -> Any:
+    try:
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        return orjson.loads(text)
+
+
+def utcnow() -> dt.datetime:
+    """Naive UTC now: the state tables store UTC without a zone, portable to every engine."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class StateStore:
+    """Watermarks, ``rejected_rows`` and ``sync_runs`` in one database.
+
+    :param engine: engine of the state database.
+    :param schema: schema of the state tables; ignored on SQLite.
+    """
+
+    def __init__(self, engine: Engine, *, schema: str | None = "amberflo_sync") -> None:
+        self.engine = engine
+        quote = engine.dialect.identifier_preparer.quote_identifier
+        self.schema = None if engine.dialect.name == "sqlite" else schema
+        prefix = f"{quote(self.schema)}." if self.schema else ""
+        self._watermarks = f"{prefix}watermarks"
+        self._rejected = f"{prefix}rejected_rows"
+        self._runs = f"{prefix}sync_runs"
+        self._quoted_schema = quote(self.schema) if self.schema else None
+
+    @classmethod
+    def from_url(cls, url: str, *, schema: str | None = "amberflo_sync") -> StateStore:
+        connect_args = {"timeout": 60} if url.startswith("sqlite") else {}
+        _make_parent_dir(url)
+        return cls(sa.create_engine(url, connect_args=connect_args), schema=schema)
+
+    def create(self) -> None:
+        """Create the schema and tables when missing (idempotent, safe to call every run)."""
+        statements = []
+        if self._quoted_schema:
+            statements.append(f"CREATE SCHEMA IF NOT EXISTS {self._quoted_schema}")
+        statements += [
+            f"CREATE TABLE IF NOT EXISTS {self._watermarks} ("
+            " stream VARCHAR(512) NOT NULL PRIMARY KEY,"
+            " cursor_value VARCHAR(128) NOT NULL,"
+            " run_id VARCHAR(512),"
+            " updated_at TIMESTAMP NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {self._rejected} ("
+            " stream VARCHAR(512) NOT NULL,"
+            " row_id VARCHAR(1024) NOT NULL,"
+            " reason VARCHAR(256) NOT NULL,"
+            " row_json TEXT,"
+            " first_seen TIMESTAMP NOT NULL,"
+            " last_seen TIMESTAMP NOT NULL,"
+            " attempts INTEGER NOT NULL,"
+            " PRIMARY KEY (stream, row_id, reason))",
+            f"CREATE TABLE IF NOT EXISTS {self._runs} ("
+            " run_id VARCHAR(512) NOT NULL,"
+            " stream VARCHAR(512) NOT NULL,"
+            " status VARCHAR(32) NOT NULL,"
+            " rows_read BIGINT NOT NULL,"
+            " rows_sent BIGINT NOT NULL,"
+            " duplicates BIGINT NOT NULL,"
+            " rejected BIGINT NOT NULL,"
+            " skipped BIGINT NOT NULL,"
+            " seconds DOUBLE PRECISION NOT NULL,"
+            " window_lower VARCHAR(128),"
+            " window_upper VARCHAR(128),"
+            " started_at TIMESTAMP,"
+            " finished_at TIMESTAMP,"
+            " error TEXT,"
+            " PRIMARY KEY (run_id, stream))",
+        ]
+        with self.engine.begin() as conn:
+            for statement in statements:
+                conn.execute(sa.text(statement))
+
+    # -- watermarks -----------------------------------------------------------------------------
+    def get_watermark(self, stream: str) -> Watermark | None:
+        sql = f"SELECT cursor_value, updated_at FROM {self._watermarks} WHERE stream = :stream"
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.text(sql), {"stream": stream}).first()
+        return None if row is None else Watermark(stream, decode_cursor(row[0]), row[1])
+
+    def set_watermark(self, stream: str, value: Any, *, run_id: str) -> None:
+        """Move ``stream``'s watermark to ``value``. Callers do this only after Amberflo accepted
+        every record up to it."""
+        params = {"stream": stream, "value": encode_cursor(value), "run_id": run_id, "now": utcnow()}
+        self._upsert(
+            f"UPDATE {self._watermarks} SET cursor_value = :value, run_id = :run_id, updated_at = :now "
+            "WHERE stream = :stream",
+            f"INSERT INTO {self._watermarks} (stream, cursor_value, run_id, updated_at) "
+            "VALUES (:stream, :value, :run_id, :now)",
+            params,
+        )
+
+    def delete_watermark(self, stream: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sa.text(f"DELETE FROM {self._watermarks} WHERE stream = :stream"), {"stream": stream})
+
+    # -- rejected rows --------------------------------------------------------------------------
+    def record_rejected(self, stream: str, rejected: Iterable[Mapping[str, Any]]) -> int:
+        """Upsert rejected rows (``id``, ``reason``, ``row``): first_seen stays, last_seen and
+        attempts move. Rows without an id are keyed by a hash of their content."""
+        now = utcnow()
+        count = 0
+        with self.engine.begin() as conn:
+            for item in rejected:
+                row_json = orjson.dumps(item.get("row") or {}, default=str, option=orjson.OPT_SORT_KEYS).decode()
+                row_id = item.get("id")
+                if row_id is None or row_id != row_id or str(row_id) == "":
+                    row_id = "sha1:" + hashlib.sha1(row_json.encode()).hexdigest()
+                params = {
+                    "stream": stream,
+                    "row_id": str(row_id),
+                    "reason": str(item["reason"]),
+                    "row_json": row_json,
+                    "now": now,
+                }
+                updated = conn.execute(
+                    sa.text(
+                        f"UPDATE {self._rejected} SET last_seen = :now, attempts = attempts + 1, "
+                        "row_json = :row_json WHERE stream = :stream AND row_id = :row_id AND reason = :reason"
+                    ),
+                    params,
+                ).rowcount
+                if not updated:
+                    conn.execute(
+                        sa.text(
+                            f"INSERT INTO {self._rejected} "
+                            "(stream, row_id, reason, row_json, first_seen, last_seen, attempts) "
+                            "VALUES (:stream, :row_id, :reason, :row_json, :now, :now, 1)"
+                        ),
+                        params,
+                    )
+                count += 1
+        return count
+
+    def rejected_rows(self, stream: str | None = None) -> list[dict[str, Any]]:
+        sql = f"SELECT stream, row_id, reason, row_json, first_seen, last_seen, attempts FROM {self._rejected}"
+        params: dict[str, Any] = {}
+        if stream is not None:
+            sql += " WHERE stream = :stream"
+            params["stream"] = stream
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.text(sql + " ORDER BY stream, row_id, reason"), params).mappings().all()
+        return [dict(r) for r in rows]
+
+    # -- run history ----------------------------------------------------------------------------
+    def record_run(self, stats: RunStats) -> None:
+        """Insert or update the ``sync_runs`` row of ``(run_id, stream)``."""
+        values = asdict(stats)
+        params = {
+            "run_id": values["run_id"],
+            "stream": values["stream"],
+            "status": values["status"],
+            "rows_read": values["read"],
+            "rows_sent": values["sent"],
+            "duplicates": values["duplicates"],
+            "rejected": values["rejected"],
+            "skipped": values["skipped"],
+            "seconds": float(values["seconds"]),
+            "window_lower": values["window_lower"],
+            "window_upper": values["window_upper"],
+            "started_at": _naive(values["started_at"]),
+            "finished_at": _naive(values["finished_at"]),
+            "error": values["error"],
+        }
+        columns = [k for k in params if k not in ("run_id", "stream")]
+        self._upsert(
+            f"UPDATE {self._runs} SET "
+            + ", ".join(f"{c} = :{c}" for c in columns)
+            + " WHERE run_id = :run_id AND stream = :stream",
+            f"INSERT INTO {self._runs} ({', '.join(params)}) VALUES ({', '.join(':' + k for k in params)})",
+            params,
+        )
+
+    def runs(self, stream: str | None = None) -> list[dict[str, Any]]:
+        sql = f"SELECT * FROM {self._runs}"
+        params: dict[str, Any] = {}
+        if stream is not None:
+            sql += " WHERE stream = :stream"
+            params["stream"] = stream
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(sa.text(sql + " ORDER BY started_at, stream"), params).mappings()]
+
+    # -- internals ------------------------------------------------------------------------------
+    def _upsert(self, update_sql: str, insert_sql: str, params: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            if not conn.execute(sa.text(update_sql), params).rowcount:
+                conn.execute(sa.text(insert_sql), params)
+
+
+def _naive(value: dt.datetime | None) -> dt.datetime | None:
+    if value is None or value.tzinfo is None:
+        return value
+    return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+
+def _make_parent_dir(url: str) -> None:
+    """SQLite and DuckDB create the database file but not its folder."""
+    from pathlib import Path
+
+    for prefix in ("sqlite:///", "duckdb:///"):
+        if url.startswith(prefix):
+            path = url[len(prefix) :].split("?", 1)[0]
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
