@@ -68,7 +68,8 @@ def segment_events_to_amberflo() -> None:
     def summarize(results: list[dict]) -> str:
         from amberflo_sync.tasks import summarize as summarize_results
 
-        return summarize_results(list(results))
+        # index instead of iterating: iterating a lazy XCom sequence probes one offset too far
+        return summarize_results([results[i] for i in range(len(results))])
 
     summarize(sync_stream.expand(stream=discover_streams()))
 

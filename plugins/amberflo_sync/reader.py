@@ -197,15 +197,14 @@ class WarehouseReader:
         sql = _bind(template, params, "${}")
         with self.engine.connect() as conn:
             raw = conn.connection.driver_connection
-            duck = getattr(raw, "_ConnectionWrapper__c", raw)
-            cursor = duck.cursor()
+            duck = getattr(raw, "_ConnectionWrapper__c", raw).cursor()
             try:
-                cursor.execute(sql, params or None)
-                for batch in cursor.to_arrow_reader(self.chunk_rows):
+                relation = duck.sql(sql, params=params or None)
+                for batch in relation.to_arrow_reader(self.chunk_rows):
                     if batch.num_rows:
                         yield batch.to_pandas()
             finally:
-                cursor.close()
+                duck.close()
 
     def _stream_sqlalchemy(self, template: str, params: dict[str, Any]) -> Iterator[pd.DataFrame]:
         sql = _bind(_escape_colons(template), params, ":{}")
