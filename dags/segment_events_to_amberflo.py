@@ -6,6 +6,7 @@ Only wiring lives here; the work is in ``plugins/amberflo_sync`` (see its ``task
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 from airflow.sdk import Param, dag, get_current_context, task
 from airflow.timetables.interval import CronDataIntervalTimetable
@@ -43,7 +44,10 @@ password = API key). Config: `config/amberflo_sync.yaml` or `$AMBERFLO_SYNC_CONF
     max_active_runs=1,
     doc_md=DOC_MD,
     tags=["segment", "amberflo", "billing"],
-    default_args={"retries": 2, "retry_delay": dt.timedelta(minutes=2)},
+    default_args={
+        "retries": int(os.environ.get("AMBERFLO_SYNC_TASK_RETRIES", "2")),
+        "retry_delay": dt.timedelta(minutes=2),
+    },
     params={
         "dry_run": Param(False, type="boolean", description="Log the first records; send nothing."),
         "dry_run_records": Param(20, type="integer", minimum=1, description="Records to show in a dry run."),
