@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Command 1: set everything up, start the Amberflo emulator, generate the demo Segment warehouse
+# (DuckDB), run the events DAG with `airflow dags test`, and print what Amberflo received.
+#   DEMO_EVENTS=20000  rows of Segment calls to generate (default 20000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO="$PWD"
+bash scripts/setup.sh
+PY="$REPO/.venv/bin/python"
+DEMO="$REPO/.demo"
+mkdir -p "$DEMO"
+export PYTHONPATH="$REPO/plugins:$REPO"
+export AIRFLOW_HOME="$DEMO/airflow"
+export AIRFLOW__CORE__DAGS_FOLDER="$REPO/dags"
+export AIRFLOW__CORE__PLUGINS_FOLDER="$REPO/plugins"
+export AIRFLOW__CORE__LOAD_EXAMPLES=False
+export AMBERFLO_SYNC_CONFIG="${AMBERFLO_SYNC_CONFIG:-$REPO/config/amberflo_sync.yaml}"
+
+echo "==> Airflow metadata database ($AIRFLOW_HOME)"
+"$PY" -m airflow db migrate > "$DEMO/airflow-migrate.log" 2>&1 || { tail -50 "$DEMO/airflow-migrate.log"; exit 1; }
+
+echo "==> Generating the demo Segment warehouse ($DEMO/warehouse.duckdb)"
+rm -f "$DEMO/warehouse.duckdb" "$DEMO/warehouse.duckdb.wal" "$DEMO/state.sqlite"
+"$PY" -m amberflo_sync.demo.generate --url "duckdb:///$DEMO/warehouse.duckdb" --events "${DEMO_EVENTS:-20000}"
+
+echo "==> Starting the Amberflo emulator"
+API_KEY="demo-$("$PY" -c 'import secrets; print(secrets.token_hex(16))')"
+rm -f "$DEMO/emulator.url"
+"$PY" -m amberflo_sync.emulator --port 0 --api-key "$API_KEY" --ready-file "$DEMO/emulator.url" > "$DEMO/emulator.log" 2>&1 &
+EMULATOR_PID=$!
+trap 'kill $EMULATOR_PID 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do [ -s "$DEMO/emulator.url" ] && break; sleep 0.1; done
+AMBERFLO_URL="$(cat "$DEMO/emulator.url")"
+echo "    listening on $AMBERFLO_URL"
+
+export AIRFLOW_CONN_SEGMENT_WAREHOUSE="{\"conn_type\": \"generic\", \"extra\": {\"sqlalchemy_url\": \"duckdb:///$DEMO/warehouse.duckdb\"}}"
+export AIRFLOW_CONN_AMBERFLO_DEFAULT="{\"conn_type\": \"amberflo\", \"host\": \"$AMBERFLO_URL\", \"password\": \"$API_KEY\"}"
+
+echo "==> airflow dags test segment_events_to_amberflo (log: $DEMO/dags-test.log)"
+if ! "$PY" -m airflow dags test segment_events_to_amberflo > "$DEMO/dags-test.log" 2>&1; then
+  tail -80 "$DEMO/dags-test.log"; echo "the DAG run failed (full log: $DEMO/dags-test.log)"; exit 1
+fi
+grep -E "status=(success|failed)|streams: read=" "$DEMO/dags-test.log" | sed -E 's/^.*\] //; s/ +\[amberflo_sync[^]]*\].*$//' || true
+
+"$PY" -m amberflo_sync.report --amberflo-url "$AMBERFLO_URL" --state-url "sqlite:///$DEMO/state.sqlite"

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Create .venv and install the pinned dependencies (idempotent; re-installs when the pins change).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+stamp=".venv/.requirements.sha256"
+want="$(cat requirements.txt constraints.txt | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -r requirements.txt -c constraints.txt
+  echo "$want" > "$stamp"
+fi
