@@ -40,6 +40,7 @@ echo "==> airflow dags test segment_events_to_amberflo (log: $DEMO/dags-test.log
 if ! "$PY" -m airflow dags test segment_events_to_amberflo > "$DEMO/dags-test.log" 2>&1; then
   tail -80 "$DEMO/dags-test.log"; echo "the DAG run failed (full log: $DEMO/dags-test.log)"; exit 1
 fi
-grep -E "status=(success|failed)|streams: read=" "$DEMO/dags-test.log" | sed -E 's/^.*\] //; s/ +\[amberflo_sync[^]]*\].*$//' || true
+echo "==> Task summaries"
+grep -oE "[A-Za-z0-9_.]+: status=[a-z_]+ [^[]*|[0-9]+ streams: read=[^[]*" "$DEMO/dags-test.log" | sort -u | sed 's/^/    /' || true
 
 "$PY" -m amberflo_sync.report --amberflo-url "$AMBERFLO_URL" --state-url "sqlite:///$DEMO/state.sqlite"

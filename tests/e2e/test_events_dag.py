@@ -78,9 +78,11 @@ def test_dry_run_param_sends_nothing(duckdb_warehouse, airflow, emulator, tmp_pa
     result = runner.dags_test("segment_events_to_amberflo", conf={"dry_run": True, "dry_run_records": 1})
     assert result.succeeded, result.output[-5000:]
     assert emulator.stats()["requests"] == 0
-    assert "dry run prod.pages: {\"uniqueId\":\"p-0\"" in result.output
-    written = list((tmp_path / "dry_run").rglob("*.jsonl"))
-    assert len(written) == 4 and all(len(p.read_text().splitlines()) == 1 for p in written)
+    assert "prod.pages: status=dry_run read=2 sent=2" in result.output
+    written = {p.name: p.read_text().splitlines() for p in (tmp_path / "dry_run").rglob("*.jsonl")}
+    assert sorted(written) == ["ios_app.screens.jsonl", "prod.api_calls.jsonl", "prod.pages.jsonl", "prod.signed_up.jsonl"]
+    assert all(len(lines) == 1 for lines in written.values())
+    assert written["prod.pages.jsonl"][0].startswith('{"uniqueId":"p-0","customerId":"user_0","meterApiName":"page"')
     assert StateStore.from_url(runner.state_url).get_watermark("prod.pages") is None
 
 
