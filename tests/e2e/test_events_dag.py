@@ -92,3 +92,40 @@ def test_dag_on_postgres_warehouse(pg_warehouse, airflow, emulator):
     result = runner.dags_test("segment_events_to_amberflo")
     assert result.succeeded, result.output[-5000:]
     assert sorted(emulator.records(), key=lambda r: r["uniqueId"]) == EXPECTED
+
+
+def test_generated_warehouse_is_billed_exactly_once_across_loads(tmp_path, airflow, emulator):
+    """Every id of every billed table reaches Amberflo once, or is in rejected_rows — after a second
+    load with late rows, duplicates and a new column."""
+    import datetime as dt
+
+    import duckdb
+
+    from amberflo_sync.demo.generate import generate_warehouse, load_new_batch
+    from tests.warehouse import Warehouse
+
+    now = dt.datetime(2026, 11, 28, 12, tzinfo=dt.timezone.utc)
+    url = f"duckdb:///{tmp_path / 'demo.duckdb'}"
+    generate_warehouse(url, events=3000, seed=1, now=now)
+    runner = airflow(Warehouse(url))
+    assert runner.dags_test("segment_events_to_amberflo").succeeded
+    after_first = emulator.stats()["distinct"]
+    load_new_batch(url, events=600, seed=9, now=now + dt.timedelta(hours=2))
+    second = runner.dags_test("segment_events_to_amberflo")
+    assert second.succeeded, second.output[-5000:]
+    assert emulator.stats()["distinct"] > after_first
+
+    con = duckdb.connect(str(tmp_path / "demo.duckdb"), read_only=True)
+    tables = con.execute(
+        "SELECT table_schema, table_name FROM information_schema.tables WHERE table_schema IN ('prod', 'ios_app') "
+        "AND table_name NOT IN ('tracks', 'identifies', 'users', 'groups', 'aliases', 'accounts')"
+    ).fetchall()
+    warehouse_ids = set()
+    for schema, table in tables:
+        warehouse_ids |= {r[0] for r in con.execute(f'SELECT DISTINCT id FROM "{schema}"."{table}"').fetchall()}
+    con.close()
+    rejected = {r["row_id"] for r in StateStore.from_url(runner.state_url).rejected_rows()}
+    billed = [r["uniqueId"] for r in emulator.records()]
+    assert len(billed) == len(set(billed)), "an id was billed twice with different content"
+    assert set(billed) == warehouse_ids - rejected
+    assert rejected <= warehouse_ids and len(rejected) > 0
