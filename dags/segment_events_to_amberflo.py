@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Param, PokeReturnValue, dag, get_current_context, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 DOC_MD = """
@@ -28,6 +28,9 @@ one meter per track event (value = the `value` property or 1), customer = `user_
   cleared and re-run safely.
 * **Rejected rows** (no customer id, no event time, a non-numeric `value`, …) are stored with a reason
   in the state schema's `rejected_rows`; every run writes its counts to `sync_runs`.
+* **Customers first** — scheduled runs start with `wait_for_customers`, which waits (up to
+  `customers.wait_minutes`, default 30) for `segment_identifies_to_amberflo`'s run of the same
+  interval, so customers exist before their meters. Manual runs and backfills do not wait.
 * **Params** — `dry_run`: log (and write to `dry_run_dir`) the first `dry_run_records` records and send
   nothing, moving no watermark.
 
@@ -54,6 +57,12 @@ password = API key). Config: `config/amberflo_sync.yaml` or `$AMBERFLO_SYNC_CONF
     },
 )
 def segment_events_to_amberflo() -> None:
+    @task.sensor(poke_interval=60, timeout=6 * 3600, mode="reschedule")
+    def wait_for_customers() -> PokeReturnValue:
+        from amberflo_sync.tasks import customers_ready
+
+        return PokeReturnValue(is_done=customers_ready(get_current_context()))
+
     @task
     def discover_streams() -> list[dict[str, str]]:
         from amberflo_sync.tasks import discover_event_streams
@@ -75,7 +84,9 @@ def segment_events_to_amberflo() -> None:
         # index instead of iterating: iterating a lazy XCom sequence probes one offset too far
         return summarize_results([results[i] for i in range(len(results))])
 
-    summarize(sync_stream.expand(stream=discover_streams()))
+    streams = discover_streams()
+    wait_for_customers() >> streams
+    summarize(sync_stream.expand(stream=streams))
 
 
 segment_events_to_amberflo()

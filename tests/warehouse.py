@@ -45,12 +45,38 @@ class Warehouse:
                 if replace:
                     con.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM frame_view")
                 else:
+                    existing = {r[0] for r in con.execute(f"SELECT * FROM {target} LIMIT 0").description}
+                    for name, sql_type, *_ in con.execute("DESCRIBE SELECT * FROM frame_view").fetchall():
+                        if name not in existing:  # schema drift: Segment adds the column first
+                            con.execute(f'ALTER TABLE {target} ADD COLUMN "{name}" {sql_type}')
                     con.execute(f"INSERT INTO {target} BY NAME SELECT * FROM frame_view")
                 con.unregister("frame_view")
         else:
             with self._engine.begin() as conn:
                 conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{actual}"'))
+            if not replace:
+                self._add_missing_pg_columns(actual, table, frame)
             frame.to_sql(table, self._engine, schema=actual, if_exists="replace" if replace else "append", index=False)
+
+    def _add_missing_pg_columns(self, schema: str, table: str, frame: pd.DataFrame) -> None:
+        with self._engine.begin() as conn:
+            existing = {r[0] for r in conn.execute(sa.text(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = :s AND table_name = :t"),
+                {"s": schema, "t": table})}
+            for name, dtype in frame.dtypes.items():
+                if name in existing:
+                    continue
+                if isinstance(dtype, pd.DatetimeTZDtype):
+                    sql_type = "timestamptz"
+                elif pd.api.types.is_bool_dtype(dtype):
+                    sql_type = "boolean"
+                elif pd.api.types.is_integer_dtype(dtype):
+                    sql_type = "bigint"
+                elif pd.api.types.is_float_dtype(dtype):
+                    sql_type = "double precision"
+                else:
+                    sql_type = "text"
+                conn.exec_driver_sql(f'ALTER TABLE "{schema}"."{table}" ADD COLUMN "{name}" {sql_type}')
 
     def execute(self, sql: str) -> None:
         if self.is_duckdb:

@@ -62,6 +62,23 @@ class StateConfig:
 
 
 @dataclass(frozen=True)
+class CustomersConfig:
+    """How customer records are written (identify and Engage syncs).
+
+    :ivar concurrency: parallel customer API calls; 0 = the connection's ``concurrency`` (default 8).
+    :ivar bulk_read_threshold: from this many changed customers on, read Amberflo's customers with one
+        list call instead of one ``GET`` each.
+    :ivar create_in_stripe: create new customers with ``autoCreateCustomerInStripe=true``.
+    :ivar wait_minutes: how long a scheduled events run waits for the identify run of its interval.
+    """
+
+    concurrency: int = 0
+    bulk_read_threshold: int = 200
+    create_in_stripe: bool = False
+    wait_minutes: float = 30.0
+
+
+@dataclass(frozen=True)
 class SyncConfig:
     """Everything the syncs read from the YAML file. See the README's configuration reference."""
 
@@ -74,6 +91,7 @@ class SyncConfig:
     dry_run_records: int = 20
     dry_run_dir: str | None = None
     state: StateConfig = field(default_factory=StateConfig)
+    customers: CustomersConfig = field(default_factory=CustomersConfig)
     progress_every_seconds: float = 10.0
 
     def __post_init__(self) -> None:
@@ -124,6 +142,8 @@ def config_from_dict(raw: dict[str, Any], *, config_dir: Path | None = None) -> 
         kwargs["events"] = _events(raw["events"] or {})
     if "state" in raw:
         kwargs["state"] = _state(raw["state"] or {}, config_dir)
+    if "customers" in raw:
+        kwargs["customers"] = _customers(raw["customers"] or {})
     if "overlap_hours" in raw:
         kwargs["overlap"] = dt.timedelta(hours=_number(raw["overlap_hours"], "overlap_hours"))
     for key in ("chunk_rows", "batch_size", "dry_run_records"):
@@ -148,6 +168,18 @@ def _events(raw: dict[str, Any]) -> EventsConfig:
         tracks=bool(raw.get("tracks", True)),
         include=_str_tuple(raw.get("include") or [], "events.include"),
         exclude=_str_tuple(raw.get("exclude") or [], "events.exclude"),
+    )
+
+
+def _customers(raw: dict[str, Any]) -> CustomersConfig:
+    unknown = sorted(set(raw) - {f.name for f in fields(CustomersConfig)})
+    if unknown:
+        raise ConfigError(f"unknown customers key(s): {', '.join(unknown)}")
+    return CustomersConfig(
+        concurrency=int(_number(raw.get("concurrency", 0), "customers.concurrency")),
+        bulk_read_threshold=int(_number(raw.get("bulk_read_threshold", 200), "customers.bulk_read_threshold")),
+        create_in_stripe=bool(raw.get("create_in_stripe", False)),
+        wait_minutes=_number(raw.get("wait_minutes", 30), "customers.wait_minutes"),
     )
 
 

@@ -13,13 +13,17 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+
+from amberflo_sync.customers import CustomerState
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +56,7 @@ class RunStats:
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
     error: str | None = None
+    details: dict[str, Any] | None = None
 
     @property
     def balanced(self) -> bool:
@@ -60,9 +65,10 @@ class RunStats:
     def summary(self) -> str:
         """The one-line summary a task ends with."""
         rate = self.read / self.seconds if self.seconds > 0 else 0.0
+        extra = "".join(f" {k}={v}" for k, v in sorted((self.details or {}).items()))
         return (
             f"{self.stream}: status={self.status} read={self.read} sent={self.sent} "
-            f"duplicates={self.duplicates} rejected={self.rejected} skipped={self.skipped} "
+            f"duplicates={self.duplicates} rejected={self.rejected} skipped={self.skipped}{extra} "
             f"seconds={self.seconds:.2f} rows/s={rate:,.0f}"
         )
 
@@ -101,6 +107,8 @@ class StateStore:
         self._watermarks = f"{prefix}watermarks"
         self._rejected = f"{prefix}rejected_rows"
         self._runs = f"{prefix}sync_runs"
+        self._customers = f"{prefix}customers"
+        self._locks = f"{prefix}locks"
         self._quoted_schema = quote(self.schema) if self.schema else None
 
     @classmethod
@@ -144,7 +152,19 @@ class StateStore:
             " started_at TIMESTAMP,"
             " finished_at TIMESTAMP,"
             " error TEXT,"
+            " details TEXT,"
             " PRIMARY KEY (run_id, stream))",
+            f"CREATE TABLE IF NOT EXISTS {self._customers} ("
+            " customer_id VARCHAR(1024) NOT NULL PRIMARY KEY,"
+            " values_json TEXT NOT NULL,"
+            " times_json TEXT NOT NULL,"
+            " record_json TEXT,"
+            " fingerprint VARCHAR(64) NOT NULL,"
+            " updated_at TIMESTAMP NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {self._locks} ("
+            " name VARCHAR(256) NOT NULL PRIMARY KEY,"
+            " holder VARCHAR(512) NOT NULL,"
+            " acquired_at TIMESTAMP NOT NULL)",
         ]
         with self.engine.begin() as conn:
             for statement in statements:
@@ -240,6 +260,7 @@ class StateStore:
             "started_at": _naive(values["started_at"]),
             "finished_at": _naive(values["finished_at"]),
             "error": values["error"],
+            "details": None if values["details"] is None else orjson.dumps(values["details"], option=orjson.OPT_SORT_KEYS).decode(),
         }
         columns = [k for k in params if k not in ("run_id", "stream")]
         self._upsert(
@@ -258,6 +279,106 @@ class StateStore:
             params["stream"] = stream
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(sa.text(sql + " ORDER BY started_at, stream"), params).mappings()]
+
+    # -- customers ------------------------------------------------------------------------------
+    def load_customers(self, customer_ids: Iterable[str]) -> dict[str, CustomerState]:
+        """The stored state of each given customer that the project has written before."""
+        ids = list(dict.fromkeys(customer_ids))
+        found: dict[str, CustomerState] = {}
+        sql = sa.text(
+            f"SELECT customer_id, values_json, times_json, record_json FROM {self._customers} "
+            "WHERE customer_id IN :ids"
+        ).bindparams(sa.bindparam("ids", expanding=True))
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 1000):
+                for row in conn.execute(sql, {"ids": ids[start : start + 1000]}):
+                    found[row[0]] = CustomerState(
+                        row[0],
+                        orjson.loads(row[1]),
+                        orjson.loads(row[2]),
+                        None if row[3] is None else orjson.loads(row[3]),
+                    )
+        return found
+
+    def all_customer_ids(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(sa.text(f"SELECT customer_id FROM {self._customers}"))]
+
+    def save_customers(self, states: Iterable[CustomerState]) -> int:
+        """Replace the stored state of the given customers (one transaction)."""
+        rows = [
+            {
+                "customer_id": s.customer_id,
+                "values_json": orjson.dumps(s.values, option=orjson.OPT_SORT_KEYS).decode(),
+                "times_json": orjson.dumps(s.times, option=orjson.OPT_SORT_KEYS).decode(),
+                "record_json": None if s.record is None else orjson.dumps(s.record, option=orjson.OPT_SORT_KEYS).decode(),
+                "fingerprint": s.fingerprint(),
+                "updated_at": utcnow(),
+            }
+            for s in states
+        ]
+        if not rows:
+            return 0
+        delete = sa.text(f"DELETE FROM {self._customers} WHERE customer_id IN :ids").bindparams(
+            sa.bindparam("ids", expanding=True)
+        )
+        insert = sa.text(
+            f"INSERT INTO {self._customers} (customer_id, values_json, times_json, record_json, fingerprint, updated_at) "
+            "VALUES (:customer_id, :values_json, :times_json, :record_json, :fingerprint, :updated_at)"
+        )
+        with self.engine.begin() as conn:
+            for start in range(0, len(rows), 1000):
+                part = rows[start : start + 1000]
+                conn.execute(delete, {"ids": [r["customer_id"] for r in part]})
+                conn.execute(insert, part)
+        return len(rows)
+
+    # -- locks ----------------------------------------------------------------------------------
+    @contextmanager
+    def lock(self, name: str, *, holder: str, timeout: float = 3600.0, stale_after: float = 6 * 3600.0,
+             poll: float = 2.0) -> Iterator[None]:
+        """A cross-process mutex in the state database (works with any executor).
+
+        The identify and Engage syncs both write full customer records; holding ``customers`` while
+        writing guarantees they never write the same customer at the same time. A lock older than
+        ``stale_after`` seconds (a killed worker) is broken.
+
+        :raises TimeoutError: the lock was not obtained within ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while not self._try_lock(name, holder, stale_after):
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"state lock {name!r} is held by another run; gave up after {timeout:.0f}s")
+            time.sleep(poll)
+        try:
+            yield
+        finally:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    sa.text(f"DELETE FROM {self._locks} WHERE name = :name AND holder = :holder"),
+                    {"name": name, "holder": holder},
+                )
+
+    def _try_lock(self, name: str, holder: str, stale_after: float) -> bool:
+        now = utcnow()
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.text(f"DELETE FROM {self._locks} WHERE name = :name AND acquired_at < :stale"),
+                {"name": name, "stale": now - dt.timedelta(seconds=stale_after)},
+            )
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    sa.text(f"INSERT INTO {self._locks} (name, holder, acquired_at) VALUES (:name, :holder, :now)"),
+                    {"name": name, "holder": holder, "now": now},
+                )
+            return True
+        except sa.exc.IntegrityError:
+            return False
+        except sa.exc.DBAPIError as exc:  # DuckDB reports a duplicate key as a ConstraintException
+            if "constraint" in str(exc).lower() or "duplicate" in str(exc).lower():
+                return False
+            raise
 
     # -- internals ------------------------------------------------------------------------------
     def _upsert(self, update_sql: str, insert_sql: str, params: dict[str, Any]) -> None:

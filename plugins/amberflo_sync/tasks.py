@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -70,14 +71,8 @@ def run_event_stream(
     runtime = runtime or build_runtime()
     config = runtime.config
     event_stream = EventStream(stream["schema"], stream["table"], stream["kind"])
-    dry_run = None
     if params.get("dry_run"):
-        limit = int(params.get("dry_run_records") or config.dry_run_records)
-        path = None
-        if config.dry_run_dir:
-            safe_run = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in run_id)
-            path = Path(config.dry_run_dir) / safe_run / f"{event_stream.key}.jsonl"
-        dry_run = DryRun(limit=limit, path=path)
+        dry_run = _dry_run(config, params, run_id, event_stream)
         stats = sync_stream(
             event_stream,
             reader=runtime.reader,
@@ -105,6 +100,90 @@ def run_event_stream(
     return result
 
 
+def discover_identify_streams(runtime: Runtime | None = None) -> list[dict[str, str]]:
+    """``<source>.identifies`` streams the identify DAG maps over."""
+    from amberflo_sync.identifies_sync import identify_streams
+
+    runtime = runtime or build_runtime()
+    streams = identify_streams(runtime.reader, runtime.config.source_schemas)
+    log.info("discovered %d identify streams: %s", len(streams), ", ".join(s.key for s in streams) or "none")
+    return [{"key": s.key, "schema": s.schema, "table": s.table, "kind": s.kind} for s in streams]
+
+
+def customer_writer(runtime: Runtime, client: Any) -> Any:
+    from amberflo_sync.customer_writer import CustomerWriter
+
+    customers = runtime.config.customers
+    return CustomerWriter(
+        client,
+        runtime.state,
+        concurrency=customers.concurrency or (client.settings.concurrency if client is not None else 8),
+        bulk_read_threshold=customers.bulk_read_threshold,
+        create_in_stripe=customers.create_in_stripe,
+        progress_every_seconds=runtime.config.progress_every_seconds,
+    )
+
+
+def run_identify_stream(
+    stream: dict[str, str],
+    *,
+    run_id: str,
+    params: dict[str, Any] | None = None,
+    runtime: Runtime | None = None,
+    amberflo_conn_id: str = "amberflo_default",
+) -> dict[str, Any]:
+    """Sync one identifies table into Amberflo customers; returns its ``sync_runs`` row."""
+    from amberflo_sync.hooks import AmberfloHook
+    from amberflo_sync.identifies_sync import sync_identifies
+
+    params = params or {}
+    runtime = runtime or build_runtime()
+    event_stream = EventStream(stream["schema"], stream["table"], stream["kind"])
+    full_resync = bool(params.get("full_resync"))
+    if params.get("dry_run"):
+        dry_run = _dry_run(runtime.config, params, run_id, event_stream)
+        stats = sync_identifies(event_stream, reader=runtime.reader, state=runtime.state,
+                                writer=customer_writer(runtime, None), config=runtime.config, run_id=run_id,
+                                dry_run=dry_run, full_resync=full_resync)
+        return stats_to_dict(stats)
+    with AmberfloHook(amberflo_conn_id).get_client() as client:
+        stats = sync_identifies(event_stream, reader=runtime.reader, state=runtime.state,
+                                writer=customer_writer(runtime, client), config=runtime.config, run_id=run_id,
+                                full_resync=full_resync)
+        result = stats_to_dict(stats)
+        result["http_requests"] = client.stats.requests
+        result["http_retries"] = client.stats.retries
+    return result
+
+
+def customers_ready(context: Any, identify_dag_id: str = "segment_identifies_to_amberflo") -> bool:
+    """Whether a scheduled events run may bill: the identify run of the same interval succeeded
+    (customers exist before their meters), or it has not within ``customers.wait_minutes`` (billing
+    is never blocked for good). Manual runs and backfills do not wait."""
+    dag_run = context["dag_run"]
+    if str(getattr(dag_run, "run_type", "")) not in ("scheduled", "DagRunType.SCHEDULED"):
+        return True
+    logical_date = context.get("logical_date")
+    ti = context["ti"]
+    if logical_date is not None and ti.get_dr_count(
+        dag_id=identify_dag_id, logical_dates=[logical_date], states=["success"]
+    ):
+        return True
+    config = load_config()
+    interval_end = context.get("data_interval_end")
+    if interval_end is not None:
+        waited = (datetime.now(timezone.utc) - interval_end).total_seconds() / 60
+        if waited >= config.customers.wait_minutes:
+            log.warning(
+                "%s has not succeeded for this interval after %.0f minutes; billing events anyway",
+                identify_dag_id,
+                waited,
+            )
+            return True
+    log.info("waiting for %s of the same interval (customers before meters)", identify_dag_id)
+    return False
+
+
 def summarize(results: list[dict[str, Any]]) -> str:
     """One line over all streams of a run, logged by the DAG's last task."""
     totals = {k: sum(int(r.get(k) or 0) for r in results) for k in ("read", "sent", "duplicates", "rejected", "skipped")}
@@ -114,6 +193,15 @@ def summarize(results: list[dict[str, Any]]) -> str:
     )
     log.info("%s", line)
     return line
+
+
+def _dry_run(config: SyncConfig, params: dict[str, Any], run_id: str, stream: EventStream) -> DryRun:
+    limit = int(params.get("dry_run_records") or config.dry_run_records)
+    path = None
+    if config.dry_run_dir:
+        safe_run = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in run_id)
+        path = Path(config.dry_run_dir) / safe_run / f"{stream.key}.jsonl"
+    return DryRun(limit=limit, path=path)
 
 
 def _refuse_to_send(records: Any) -> int:
