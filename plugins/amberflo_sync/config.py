@@ -79,6 +79,27 @@ class CustomersConfig:
 
 
 @dataclass(frozen=True)
+class EngageConfig:
+    """Which Engage spaces the Engage DAG syncs and how.
+
+    :ivar spaces: Engage schemas (``engage_<space>``, legacy ``personas_<space>``); empty = every such
+        schema found in the warehouse.
+    :ivar shapes: ``{schema: "identify" | "track"}``; a space not listed is auto-detected (a ``users``
+        table → identify-shaped, else ``audience_entered``/``audience_exited``/``trait_computed``).
+    :ivar include: glob patterns of audience/trait keys to sync (empty = all).
+    :ivar exclude: glob patterns of keys never to sync (wins over include).
+    """
+
+    spaces: tuple[str, ...] = ()
+    shapes: tuple[tuple[str, str], ...] = ()
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+    def shape_of(self, schema: str) -> str | None:
+        return dict((k.lower(), v) for k, v in self.shapes).get(schema.lower())
+
+
+@dataclass(frozen=True)
 class SyncConfig:
     """Everything the syncs read from the YAML file. See the README's configuration reference."""
 
@@ -92,6 +113,7 @@ class SyncConfig:
     dry_run_dir: str | None = None
     state: StateConfig = field(default_factory=StateConfig)
     customers: CustomersConfig = field(default_factory=CustomersConfig)
+    engage: EngageConfig = field(default_factory=EngageConfig)
     progress_every_seconds: float = 10.0
 
     def __post_init__(self) -> None:
@@ -144,6 +166,8 @@ def config_from_dict(raw: dict[str, Any], *, config_dir: Path | None = None) -> 
         kwargs["state"] = _state(raw["state"] or {}, config_dir)
     if "customers" in raw:
         kwargs["customers"] = _customers(raw["customers"] or {})
+    if "engage" in raw:
+        kwargs["engage"] = _engage(raw["engage"] or {})
     if "overlap_hours" in raw:
         kwargs["overlap"] = dt.timedelta(hours=_number(raw["overlap_hours"], "overlap_hours"))
     for key in ("chunk_rows", "batch_size", "dry_run_records"):
@@ -180,6 +204,21 @@ def _customers(raw: dict[str, Any]) -> CustomersConfig:
         bulk_read_threshold=int(_number(raw.get("bulk_read_threshold", 200), "customers.bulk_read_threshold")),
         create_in_stripe=bool(raw.get("create_in_stripe", False)),
         wait_minutes=_number(raw.get("wait_minutes", 30), "customers.wait_minutes"),
+    )
+
+
+def _engage(raw: dict[str, Any]) -> EngageConfig:
+    unknown = sorted(set(raw) - {f.name for f in fields(EngageConfig)})
+    if unknown:
+        raise ConfigError(f"unknown engage key(s): {', '.join(unknown)}")
+    shapes = raw.get("shapes") or {}
+    if not isinstance(shapes, dict) or any(v not in ("identify", "track") for v in shapes.values()):
+        raise ConfigError("engage.shapes: map each schema to 'identify' or 'track'")
+    return EngageConfig(
+        spaces=_str_tuple(raw.get("spaces") or [], "engage.spaces"),
+        shapes=tuple(sorted((str(k), str(v)) for k, v in shapes.items())),
+        include=_str_tuple(raw.get("include") or [], "engage.include"),
+        exclude=_str_tuple(raw.get("exclude") or [], "engage.exclude"),
     )
 
 

@@ -109,6 +109,7 @@ class StateStore:
         self._runs = f"{prefix}sync_runs"
         self._customers = f"{prefix}customers"
         self._locks = f"{prefix}locks"
+        self._fingerprints = f"{prefix}engage_fingerprints"
         self._quoted_schema = quote(self.schema) if self.schema else None
 
     @classmethod
@@ -161,6 +162,11 @@ class StateStore:
             " record_json TEXT,"
             " fingerprint VARCHAR(64) NOT NULL,"
             " updated_at TIMESTAMP NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {self._fingerprints} ("
+            " space VARCHAR(512) NOT NULL,"
+            " customer_id VARCHAR(1024) NOT NULL,"
+            " fingerprint BIGINT NOT NULL,"
+            " PRIMARY KEY (space, customer_id))",
             f"CREATE TABLE IF NOT EXISTS {self._locks} ("
             " name VARCHAR(256) NOT NULL PRIMARY KEY,"
             " holder VARCHAR(512) NOT NULL,"
@@ -332,6 +338,35 @@ class StateStore:
                 conn.execute(delete, {"ids": [r["customer_id"] for r in part]})
                 conn.execute(insert, part)
         return len(rows)
+
+    # -- Engage snapshot fingerprints ----------------------------------------------------------
+    def load_fingerprints(self, space: str, customer_ids: Iterable[str]) -> dict[str, int]:
+        """Fingerprint of each customer's Engage values at its last successful sync."""
+        ids = list(dict.fromkeys(customer_ids))
+        sql = sa.text(
+            f"SELECT customer_id, fingerprint FROM {self._fingerprints} WHERE space = :space AND customer_id IN :ids"
+        ).bindparams(sa.bindparam("ids", expanding=True))
+        found: dict[str, int] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 1000):
+                found.update((r[0], int(r[1])) for r in conn.execute(sql, {"space": space, "ids": ids[start : start + 1000]}))
+        return found
+
+    def save_fingerprints(self, space: str, fingerprints: Mapping[str, int]) -> None:
+        items = list(fingerprints.items())
+        delete = sa.text(
+            f"DELETE FROM {self._fingerprints} WHERE space = :space AND customer_id IN :ids"
+        ).bindparams(sa.bindparam("ids", expanding=True))
+        insert = sa.text(f"INSERT INTO {self._fingerprints} (space, customer_id, fingerprint) VALUES (:space, :id, :fp)")
+        with self.engine.begin() as conn:
+            for start in range(0, len(items), 1000):
+                part = items[start : start + 1000]
+                conn.execute(delete, {"space": space, "ids": [k for k, _ in part]})
+                conn.execute(insert, [{"space": space, "id": k, "fp": int(v)} for k, v in part])
+
+    def forget_fingerprints(self, space: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sa.text(f"DELETE FROM {self._fingerprints} WHERE space = :space"), {"space": space})
 
     # -- locks ----------------------------------------------------------------------------------
     @contextmanager

@@ -156,6 +156,49 @@ def run_identify_stream(
     return result
 
 
+def discover_engage_spaces(runtime: Runtime | None = None) -> list[dict[str, str]]:
+    """Engage spaces the Engage DAG maps over (``[{"key", "schema", "shape"}]``)."""
+    from amberflo_sync.engage_sync import engage_spaces
+
+    runtime = runtime or build_runtime()
+    spaces = engage_spaces(runtime.reader, runtime.config)
+    log.info("discovered %d Engage spaces: %s", len(spaces),
+             ", ".join(f"{s.key} ({s.shape})" for s in spaces) or "none")
+    return [{"key": s.key, "schema": s.schema, "shape": s.shape} for s in spaces]
+
+
+def run_engage_space(
+    space: dict[str, str],
+    *,
+    run_id: str,
+    params: dict[str, Any] | None = None,
+    runtime: Runtime | None = None,
+    amberflo_conn_id: str = "amberflo_default",
+) -> dict[str, Any]:
+    """Sync one Engage space's audiences and traits; returns its ``sync_runs`` row."""
+    from amberflo_sync.engage_sync import EngageSpace, sync_engage_space
+    from amberflo_sync.hooks import AmberfloHook
+
+    params = params or {}
+    runtime = runtime or build_runtime()
+    engage_space = EngageSpace(space["schema"], space["shape"])
+    full_resync = bool(params.get("full_resync"))
+    if params.get("dry_run"):
+        dry_run = _dry_run(runtime.config, params, run_id, EventStream(engage_space.schema, "users", "engage"))
+        stats = sync_engage_space(engage_space, reader=runtime.reader, state=runtime.state,
+                                  writer=customer_writer(runtime, None), config=runtime.config, run_id=run_id,
+                                  dry_run=dry_run, full_resync=full_resync)
+        return stats_to_dict(stats)
+    with AmberfloHook(amberflo_conn_id).get_client() as client:
+        stats = sync_engage_space(engage_space, reader=runtime.reader, state=runtime.state,
+                                  writer=customer_writer(runtime, client), config=runtime.config, run_id=run_id,
+                                  full_resync=full_resync)
+        result = stats_to_dict(stats)
+        result["http_requests"] = client.stats.requests
+        result["http_retries"] = client.stats.retries
+    return result
+
+
 def customers_ready(context: Any, identify_dag_id: str = "segment_identifies_to_amberflo") -> bool:
     """Whether a scheduled events run may bill: the identify run of the same interval succeeded
     (customers exist before their meters), or it has not within ``customers.wait_minutes`` (billing

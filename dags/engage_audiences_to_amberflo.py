@@ -1,0 +1,80 @@
+"""DAG ``engage_audiences_to_amberflo``: Segment Engage audiences and computed traits → customer traits.
+
+Only wiring lives here; the work is in ``plugins/amberflo_sync`` (``tasks``, ``engage_sync``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+from airflow.sdk import Param, dag, get_current_context, task
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+DOC_MD = """
+### Engage audiences and computed traits → Amberflo customer traits
+
+Every 3 hours (Segment expects its Amberflo audience syncs every 2–3 hours) this DAG sends Engage
+audience membership and computed traits to Amberflo as **customer traits**: an audience is a trait
+named with its key (the snake_cased audience name, e.g. `order_completed_last_30days`) set to
+`"true"`/`"false"`; a computed trait is a trait with its value.
+
+* **Spaces** — every `engage_*`/`personas_*` schema (or the configured ones), each as one mapped task.
+  *Identify-shaped* spaces (`engage_<space>.users`, one row per user) are diffed against the last
+  synced snapshot: only users whose audience or trait values changed are sent; an audience column
+  seen for the first time is a first sync of that audience (every member gets `true`); a member that
+  left gets `false`. *Track-shaped* spaces (`audience_entered`/`audience_exited`/`trait_computed`)
+  are read incrementally; the latest event per user and key wins.
+* **Never clobbers** — the traits merge into the same full customer records as the identify DAG's
+  traits (`segment_identifies_to_amberflo`); both DAGs hold the `customers` lock in the state store
+  while writing, so they never write the same customer at the same time.
+
+Params: `dry_run`, `dry_run_records`, `full_resync` (forget the snapshot/watermarks and resend every
+audience and trait).
+"""
+
+
+@dag(
+    dag_id="engage_audiences_to_amberflo",
+    schedule=CronDataIntervalTimetable(os.environ.get("AMBERFLO_SYNC_ENGAGE_CRON", "0 */3 * * *"), timezone="UTC"),
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=DOC_MD,
+    tags=["segment", "amberflo", "engage", "customers"],
+    default_args={
+        "retries": int(os.environ.get("AMBERFLO_SYNC_TASK_RETRIES", "2")),
+        "retry_delay": dt.timedelta(minutes=5),
+    },
+    params={
+        "dry_run": Param(False, type="boolean", description="Log the first customer records; send nothing."),
+        "dry_run_records": Param(20, type="integer", minimum=1, description="Customers to show in a dry run."),
+        "full_resync": Param(False, type="boolean", description="Resend every audience and trait."),
+    },
+)
+def engage_audiences_to_amberflo() -> None:
+    @task
+    def discover_spaces() -> list[dict[str, str]]:
+        from amberflo_sync.tasks import discover_engage_spaces
+
+        return discover_engage_spaces()
+
+    @task(map_index_template="{{ space_key }}")
+    def sync_space(space: dict[str, str]) -> dict:
+        from amberflo_sync.tasks import run_engage_space
+
+        context = get_current_context()
+        context["space_key"] = space["key"]  # type: ignore[typeddict-unknown-key]
+        return run_engage_space(space, run_id=context["run_id"], params=dict(context["params"]))
+
+    @task
+    def summarize(results: list[dict]) -> str:
+        from amberflo_sync.tasks import summarize as summarize_results
+
+        # index instead of iterating: iterating a lazy XCom sequence probes one offset too far
+        return summarize_results([results[i] for i in range(len(results))])
+
+    summarize(sync_space.expand(space=discover_spaces()))
+
+
+engage_audiences_to_amberflo()

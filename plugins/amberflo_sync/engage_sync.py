@@ -1,0 +1,214 @@
+"""Engage sync: audiences and computed traits of one Engage space → Amberflo customer traits.
+
+Identify-shaped spaces are diffed against the last synced snapshot (a fingerprint per user in the
+state table ``engage_fingerprints``), scanning ``engage_<space>.users`` in chunks, so memory holds
+only the users that changed. Track-shaped spaces read their three tables incrementally with the
+events rules (cursor, overlap, watermark last). Updates are merged into the same full customer
+records as identify traits, under the ``customers`` lock, so neither sync erases the other's traits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from amberflo_sync.config import SyncConfig
+from amberflo_sync.customer_writer import CustomerWriter, WriteResult
+from amberflo_sync.customers import group_updates, latest_updates
+from amberflo_sync.engage import (
+    TRACK_TABLES,
+    KeyFilter,
+    drop_unneeded_exits,
+    fingerprints,
+    snapshot_updates,
+    track_updates,
+    user_values,
+)
+from amberflo_sync.events_sync import DryRun, plan_window
+from amberflo_sync.identifies_sync import CUSTOMERS_LOCK, _json
+from amberflo_sync.reader import EventStream, WarehouseReader, Window
+from amberflo_sync.state import RunStats, StateStore
+
+log = logging.getLogger(__name__)
+
+IDENTIFY_SHAPE, TRACK_SHAPE = "identify", "track"
+
+
+@dataclass(frozen=True)
+class EngageSpace:
+    """One Engage schema and the shape of its warehouse output."""
+
+    schema: str
+    shape: str
+
+    @property
+    def key(self) -> str:
+        return self.schema.lower()
+
+
+def engage_spaces(reader: WarehouseReader, config: SyncConfig) -> list[EngageSpace]:
+    """The configured Engage schemas (or every ``engage_*``/``personas_*`` one) with their shapes."""
+    if config.engage.spaces:
+        schemas = [reader.actual_schema(s) for s in config.engage.spaces]
+        missing = [w for w, s in zip(config.engage.spaces, schemas) if s is None]
+        for wanted in missing:
+            log.warning("Engage schema %r does not exist in the warehouse; skipping it", wanted)
+        found = [s for s in schemas if s is not None]
+    else:
+        with reader.engine.connect() as conn:
+            names = [r[0] for r in conn.execute(sa.text("SELECT schema_name FROM information_schema.schemata"))]
+        found = sorted(n for n in names if n.lower().startswith(("engage_", "personas_")))
+    spaces = []
+    for schema in found:
+        shape = config.engage.shape_of(schema) or detect_shape(reader, schema)
+        if shape is None:
+            log.warning("Engage schema %s has neither a users table nor audience/trait track tables", schema)
+            continue
+        spaces.append(EngageSpace(schema, shape))
+    return spaces
+
+
+def detect_shape(reader: WarehouseReader, schema: str) -> str | None:
+    tables = reader.tables(schema)
+    if "users" in tables:
+        return IDENTIFY_SHAPE
+    if any(t in tables for t in TRACK_TABLES):
+        return TRACK_SHAPE
+    return None
+
+
+def sync_engage_space(
+    space: EngageSpace,
+    *,
+    reader: WarehouseReader,
+    state: StateStore,
+    writer: CustomerWriter,
+    config: SyncConfig,
+    run_id: str,
+    dry_run: DryRun | None = None,
+    full_resync: bool = False,
+    lock_timeout: float = 3600.0,
+) -> RunStats:
+    """Send the audience and trait changes of one space; see the module docstring."""
+    started = time.monotonic()
+    stats = RunStats(run_id=run_id, stream=space.key, started_at=dt.datetime.now(dt.timezone.utc))
+    keys = KeyFilter(config.engage.include, config.engage.exclude)
+    log.info("%s: %s-shaped Engage space%s", space.key, space.shape, " [dry run]" if dry_run else "")
+    try:
+        if dry_run is not None:
+            _sync(space, reader, state, writer, config, run_id, keys, stats, dry_run, full_resync)
+            stats.status = "dry_run"
+            dry_run.finish(EventStream(space.schema, "users", "engage"))
+        else:
+            with state.lock(CUSTOMERS_LOCK, holder=f"{run_id}:{space.key}", timeout=lock_timeout):
+                _sync(space, reader, state, writer, config, run_id, keys, stats, None, full_resync)
+            stats.status = "success"
+    except BaseException as exc:
+        stats.status = "failed"
+        stats.error = f"{type(exc).__name__}: {exc}"[:2000]
+        _finish(stats, started)
+        if dry_run is None:
+            state.record_run(stats)
+        log.error("%s", stats.summary())
+        raise
+    _finish(stats, started)
+    if dry_run is None:
+        state.record_run(stats)
+    log.info("%s", stats.summary())
+    return stats
+
+
+def _sync(space: EngageSpace, reader: WarehouseReader, state: StateStore, writer: CustomerWriter,
+          config: SyncConfig, run_id: str, keys: KeyFilter, stats: RunStats, dry_run: DryRun | None,
+          full_resync: bool) -> None:
+    if space.shape == IDENTIFY_SHAPE:
+        updates, new_fingerprints = _snapshot_diff(space, reader, state, keys, stats, full_resync)
+        marks: dict[str, object] = {}
+    else:
+        updates, marks = _track_events(space, reader, state, config, keys, stats, full_resync)
+        new_fingerprints = {}
+    grouped = group_updates(updates)
+    stats.details = {"users_changed": len(grouped), "trait_updates": len(updates)}
+    if dry_run is not None:
+        result = writer.write(grouped, dry_run_limit=dry_run.limit)
+        dry_run.take([_json(body) for body in result.planned])
+        return
+    result: WriteResult = writer.write(grouped)
+    stats.details.update(result.details())
+    stats.rejected = len(result.rejected)
+    if result.rejected:
+        state.record_rejected(space.key, result.rejected)
+        refused = {r["id"] for r in result.rejected}
+        new_fingerprints = {k: v for k, v in new_fingerprints.items() if k not in refused}
+    # remembered only after Amberflo accepted the customers: a failed run re-diffs them next time
+    state.save_fingerprints(space.key, new_fingerprints)
+    for stream_key, mark in marks.items():
+        state.set_watermark(stream_key, mark, run_id=run_id)
+
+
+def _snapshot_diff(space: EngageSpace, reader: WarehouseReader, state: StateStore, keys: KeyFilter,
+                   stats: RunStats, full_resync: bool) -> tuple[pd.DataFrame, dict[str, int]]:
+    tables = reader.tables(space.schema)
+    users_stream = EventStream(space.schema, tables.get("users", "users"), "engage")
+    parts: list[pd.DataFrame] = []
+    changed_fingerprints: dict[str, int] = {}
+    # users holds the current state: its values are the newest the project knows, whatever the row's
+    # own timestamps say (an exit must win over the entry it ends)
+    now_ms = int(time.time() * 1000)
+    sql_types = {c.name: c.data_type for c in reader.columns(users_stream.schema, users_stream.table)}
+    for chunk in reader.extract_window(users_stream, Window(cursor=None)):
+        chunk = chunk.drop(columns=[c for c in chunk.columns if c.startswith("__amberflo_sync")])
+        stats.read += len(chunk)
+        ids, values, kinds, _ = user_values(chunk, keys, sql_types)
+        millis = np.full(len(ids), now_ms, dtype=np.int64)
+        has_id = ids.notna().to_numpy()
+        stats.skipped += int((~has_id).sum())
+        ids, values, millis = ids[has_id], values.loc[has_id], millis[has_id]
+        prints = fingerprints(values)
+        id_list = ids.astype(object).tolist()
+        stored = {} if full_resync else state.load_fingerprints(space.key, id_list)
+        changed = np.fromiter((stored.get(c) != int(p) for c, p in zip(id_list, prints)), bool, len(id_list))
+        stats.sent += len(id_list)
+        if not changed.any():
+            continue
+        changed_ids = [c for c, flag in zip(id_list, changed) if flag]
+        known = {cid: s.values for cid, s in state.load_customers(changed_ids).items()}
+        parts.append(snapshot_updates(ids[changed], values.loc[changed], kinds, millis[changed], known))
+        changed_fingerprints.update(zip(changed_ids, (int(p) for p in prints[changed])))
+    return latest_updates(parts), changed_fingerprints
+
+
+def _track_events(space: EngageSpace, reader: WarehouseReader, state: StateStore, config: SyncConfig,
+                  keys: KeyFilter, stats: RunStats, full_resync: bool) -> tuple[pd.DataFrame, dict[str, object]]:
+    tables = reader.tables(space.schema)
+    parts: list[pd.DataFrame] = []
+    marks: dict[str, object] = {}
+    for table in TRACK_TABLES:
+        if table not in tables:
+            continue
+        stream = EventStream(space.schema, tables[table], "engage")
+        window = plan_window(reader, state, stream, config)
+        if full_resync:
+            window = Window(cursor=window.cursor, lower=None, upper=window.upper)
+        for chunk in reader.extract_window(stream, window):
+            stats.read += len(chunk)
+            parts.append(track_updates(chunk, table, keys))
+            if len(parts) >= 8:
+                parts = [latest_updates(parts)]
+        if window.upper is not None:
+            marks[stream.key] = window.upper
+    updates = latest_updates(parts)
+    stats.sent = stats.read
+    known = {cid: s.values for cid, s in state.load_customers(updates["customer_id"].unique().tolist()).items()}
+    return drop_unneeded_exits(updates, known), marks
+
+
+def _finish(stats: RunStats, started: float) -> None:
+    stats.seconds = time.monotonic() - started
+    stats.finished_at = dt.datetime.now(dt.timezone.utc)
