@@ -110,3 +110,86 @@ def test_invalid_fault_flags_are_refused():
     process = run_cli("--port", "0", "--api-key", KEY, "--rate-500", "1.5")
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 2 and "rate_500" in stderr
+
+
+# --- --allow-container-bind: the explicit opt-in for a container's interface (docker compose) ------
+# Nothing here binds a non-loopback address: the argument validation and the server's constructor
+# (which does not bind) are what decide, and they are what these tests check.
+
+
+def _parse(*args: str):
+    from amberflo_sync.emulator.__main__ import build_parser
+
+    return build_parser().parse_args(["--api-key", KEY, *args])
+
+
+def test_container_bind_without_the_in_container_variable_exits_2():
+    env = dict(os.environ, PYTHONPATH=str(REPO / "plugins"))
+    env.pop("AMBERFLO_EMULATOR_IN_CONTAINER", None)
+    env.pop("AMBERFLO_EMULATOR_API_KEY", None)
+    process = subprocess.run(
+        [sys.executable, "-m", "amberflo_sync.emulator", "--host", "0.0.0.0", "--port", "0",
+         "--api-key", KEY, "--allow-container-bind"],
+        capture_output=True, text=True, env=env, timeout=30,
+    )
+    assert process.returncode == 2 and process.stdout == ""
+    assert "AMBERFLO_EMULATOR_IN_CONTAINER=1" in process.stderr
+    assert KEY not in process.stderr
+
+
+@pytest.mark.parametrize("value", ["", "0", "true", "yes"])
+def test_container_bind_needs_the_variable_to_be_exactly_1(value):
+    from amberflo_sync.emulator.__main__ import listen_address
+
+    with pytest.raises(ValueError, match="AMBERFLO_EMULATOR_IN_CONTAINER=1"):
+        listen_address(_parse("--host", "0.0.0.0", "--allow-container-bind"),
+                       {"AMBERFLO_EMULATOR_IN_CONTAINER": value})
+
+
+def test_container_bind_with_the_variable_accepts_every_interface():
+    from amberflo_sync.emulator.__main__ import listen_address
+
+    args = _parse("--host", "0.0.0.0", "--allow-container-bind")
+    assert listen_address(args, {"AMBERFLO_EMULATOR_IN_CONTAINER": "1"}) == ("0.0.0.0", True)
+
+
+def test_in_container_variable_alone_does_not_lift_the_loopback_rule():
+    from amberflo_sync.emulator.__main__ import listen_address
+
+    with pytest.raises(ValueError, match="loopback"):
+        listen_address(_parse("--host", "0.0.0.0"), {"AMBERFLO_EMULATOR_IN_CONTAINER": "1"})
+
+
+def test_container_bind_still_refuses_host_names():
+    from amberflo_sync.emulator.__main__ import listen_address
+
+    with pytest.raises(ValueError, match="IP address"):
+        listen_address(_parse("--host", "example.com", "--allow-container-bind"),
+                       {"AMBERFLO_EMULATOR_IN_CONTAINER": "1"})
+
+
+def test_loopback_needs_no_opt_in():
+    from amberflo_sync.emulator.__main__ import listen_address
+
+    assert listen_address(_parse(), {}) == ("127.0.0.1", False)
+
+
+def test_server_refuses_every_interface_without_allow_non_loopback():
+    from amberflo_sync.emulator import EmulatorServer
+
+    with pytest.raises(ValueError, match="loopback"):
+        EmulatorServer(KEY, host="0.0.0.0")
+
+
+@pytest.mark.parametrize("host, family", [("0.0.0.0", "AF_INET"), ("::", "AF_INET6"), ("[::]", "AF_INET6")])
+def test_server_accepts_every_interface_with_allow_non_loopback(host, family):
+    import socket
+
+    from amberflo_sync.emulator.server import bind_address
+
+    address, bound_family = bind_address(host, allow_non_loopback=True)
+    assert bound_family == getattr(socket, family) and address in ("0.0.0.0", "::")
+    from amberflo_sync.emulator import EmulatorServer
+
+    server = EmulatorServer(KEY, host=host, allow_non_loopback=True)  # constructed, never started
+    assert "not running" in repr(server)

@@ -6,6 +6,11 @@ Prints exactly one line to stdout once it accepts connections —
 ``amberflo emulator listening on http://127.0.0.1:PORT`` — so that scripts can wait for it (or use
 ``--ready-file``). The API key may also come from ``$AMBERFLO_EMULATOR_API_KEY`` to keep it out of
 ``ps``; it is never printed.
+
+It listens on loopback only. Inside a container (docker compose), where its neighbours must reach it
+on the container's interface, ``--host 0.0.0.0 --allow-container-bind`` lifts that — and is honoured
+only when ``AMBERFLO_EMULATOR_IN_CONTAINER=1`` is set too, so that a copied command line cannot
+expose the emulator on a developer's machine.
 """
 
 from __future__ import annotations
@@ -16,14 +21,16 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 
 from .faults import FaultConfig
-from .server import EmulatorServer, loopback_address
+from .server import EmulatorServer, bind_address
 
 API_KEY_ENV = "AMBERFLO_EMULATOR_API_KEY"
+#: Must be ``1`` for ``--allow-container-bind`` to be honoured (set by the compose file only).
+IN_CONTAINER_ENV = "AMBERFLO_EMULATOR_IN_CONTAINER"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +39,17 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m amberflo_sync.emulator",
         description="Amberflo API emulator (loopback only) for demos, tests and benchmarks.",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="127.0.0.1 (default), localhost or ::1")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="127.0.0.1 (default), localhost or ::1; 0.0.0.0 only with --allow-container-bind",
+    )
+    parser.add_argument(
+        "--allow-container-bind",
+        action="store_true",
+        help=f"allow a non-loopback --host such as 0.0.0.0; refused unless ${IN_CONTAINER_ENV}=1 "
+        "(for a container on a private network, e.g. docker compose)",
+    )
     parser.add_argument("--port", type=int, default=8765, help="TCP port; 0 picks a free one")
     parser.add_argument(
         "--api-key", default=None, help=f"the accepted X-API-KEY (or set ${API_KEY_ENV})"
@@ -74,6 +91,27 @@ def fault_config_from(args: argparse.Namespace) -> FaultConfig:
     )
 
 
+def listen_address(
+    args: argparse.Namespace, environ: Mapping[str, str] | None = None
+) -> tuple[str, bool]:
+    """Check ``--host`` against ``--allow-container-bind``; returns ``(host, allow_non_loopback)``.
+
+    :param args: the parsed command line.
+    :param environ: the environment (default ``os.environ``).
+    :raises ValueError: ``--allow-container-bind`` without ``AMBERFLO_EMULATOR_IN_CONTAINER=1``, or
+        a host that is not allowed (non-loopback without the opt-in, or a name).
+    """
+    environ = os.environ if environ is None else environ
+    allow = bool(args.allow_container_bind)
+    if allow and environ.get(IN_CONTAINER_ENV) != "1":
+        raise ValueError(
+            f"--allow-container-bind is honoured only inside a container: set {IN_CONTAINER_ENV}=1 "
+            "(the compose file does); outside one the emulator listens on loopback only"
+        )
+    bind_address(args.host, allow_non_loopback=allow)
+    return args.host, allow
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the emulator until SIGTERM or SIGINT; returns the process exit status."""
     parser = build_parser()
@@ -82,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not api_key:
         parser.error(f"an API key is required: --api-key or ${API_KEY_ENV}")
     try:
-        loopback_address(args.host)
+        host, allow_non_loopback = listen_address(args)
         faults = fault_config_from(args)
     except ValueError as error:
         parser.error(str(error))
@@ -98,7 +136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, request_stop)
 
     try:
-        emulator = EmulatorServer(api_key, host=args.host, port=args.port, faults=faults).start()
+        emulator = EmulatorServer(
+            api_key, host=host, port=args.port, faults=faults, allow_non_loopback=allow_non_loopback
+        ).start()
     except OSError as error:
         print(f"error: cannot listen on {args.host}:{args.port}: {error.strerror}", file=sys.stderr)
         return 1

@@ -1,5 +1,9 @@
 """The emulator's HTTP face: a loopback-only server speaking Amberflo's ingestion and customers API.
 
+Loopback is the default and the only choice for tests and the demo. A container has to listen on its
+own interface for its neighbours on the compose network to reach it; that needs an explicit opt-in
+(:class:`EmulatorServer` with ``allow_non_loopback=True``; the CLI's ``--allow-container-bind``).
+
 Tests, the demo and the benchmarks talk to it over real HTTP so that the client's whole stack — URL
 building, gzip, keep-alive, timeouts, retries — is exercised, not a mock of it. The server is a
 :class:`http.server.ThreadingHTTPServer` speaking HTTP/1.1 with exact ``Content-Length`` so that a
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import hmac
+import ipaddress
 import socket
 import threading
 import time
@@ -72,6 +77,37 @@ def loopback_address(host: str) -> tuple[str, socket.AddressFamily]:
             f"refusing to bind to {host!r}: the emulator listens on loopback only "
             "(127.0.0.1, localhost or ::1)"
         ) from None
+
+
+def bind_address(host: str, *, allow_non_loopback: bool = False) -> tuple[str, socket.AddressFamily]:
+    """The address to bind for ``host``: loopback only, unless ``allow_non_loopback`` is given.
+
+    With ``allow_non_loopback`` an IP literal is accepted too — ``0.0.0.0`` or ``::`` (every
+    interface, as a container must listen) or one interface's address. Host names other than
+    ``localhost`` are always refused: binding must never depend on a DNS answer.
+
+    :param host: the host to listen on.
+    :param allow_non_loopback: the caller's explicit decision that the emulator may be reachable
+        from other machines (only inside a container on a private network).
+    :raises ValueError: when ``host`` is not allowed.
+    """
+    try:
+        return loopback_address(host)
+    except ValueError:
+        if not allow_non_loopback:
+            raise
+    text = host.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        raise ValueError(
+            f"refusing to bind to {host!r}: a non-loopback host must be an IP address "
+            "(0.0.0.0, :: or one interface's address), not a name"
+        ) from None
+    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    return str(address), family
 
 
 @dataclass
@@ -462,9 +498,13 @@ class EmulatorServer:
             assert emulator.stats()["distinct"] == 1
 
     :param api_key: the only key accepted in ``X-API-KEY``; never printed or echoed.
-    :param host: 127.0.0.1, localhost or ::1 — anything else raises :class:`ValueError`.
+    :param host: 127.0.0.1, localhost or ::1 — anything else raises :class:`ValueError` unless
+        ``allow_non_loopback`` is given.
     :param port: TCP port; 0 picks a free one (read it back from :attr:`url` or :attr:`port`).
     :param faults: initial fault injection; its time windows start when the server starts.
+    :param allow_non_loopback: also accept an IP address that is not loopback (``0.0.0.0`` inside a
+        container, see :func:`bind_address`). Off by default: the emulator accepts anyone holding a
+        test key and must not be reachable from other machines by accident.
     """
 
     def __init__(
@@ -473,10 +513,12 @@ class EmulatorServer:
         host: str = "127.0.0.1",
         port: int = 0,
         faults: FaultConfig | None = None,
+        *,
+        allow_non_loopback: bool = False,
     ) -> None:
         if not isinstance(api_key, str) or not api_key:
             raise ValueError("api_key must be a non-empty string")
-        self._bind_host, self._family = loopback_address(host)
+        self._bind_host, self._family = bind_address(host, allow_non_loopback=allow_non_loopback)
         self._requested_port = port
         self._state = _ServerState(
             api_key=api_key.encode("utf-8"),
