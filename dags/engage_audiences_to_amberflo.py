@@ -11,6 +11,9 @@ import os
 from airflow.sdk import Param, dag, get_current_context, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
+#: Airflow pool capping concurrent Amberflo traffic (docker-compose creates `amberflo`).
+AMBERFLO_POOL = os.environ.get("AMBERFLO_SYNC_POOL", "default_pool")
+
 DOC_MD = """
 ### Engage audiences and computed traits → Amberflo customer traits
 
@@ -59,7 +62,7 @@ def engage_audiences_to_amberflo() -> None:
 
         return discover_engage_spaces()
 
-    @task(map_index_template="{{ space_key }}")
+    @task(map_index_template="{{ space_key }}", pool=AMBERFLO_POOL)
     def sync_space(space: dict[str, str]) -> dict:
         from amberflo_sync.tasks import run_engage_space
 

@@ -11,6 +11,9 @@ import os
 from airflow.sdk import Param, PokeReturnValue, dag, get_current_context, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
+#: Airflow pool capping concurrent Amberflo traffic (docker-compose creates `amberflo`).
+AMBERFLO_POOL = os.environ.get("AMBERFLO_SYNC_POOL", "default_pool")
+
 DOC_MD = """
 ### Segment events → Amberflo meters
 
@@ -69,7 +72,7 @@ def segment_events_to_amberflo() -> None:
 
         return discover_event_streams()
 
-    @task(map_index_template="{{ stream_key }}")
+    @task(map_index_template="{{ stream_key }}", pool=AMBERFLO_POOL)
     def sync_stream(stream: dict[str, str]) -> dict:
         from amberflo_sync.tasks import run_event_stream
 

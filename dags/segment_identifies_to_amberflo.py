@@ -11,6 +11,9 @@ import os
 from airflow.sdk import Param, dag, get_current_context, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
+#: Airflow pool capping concurrent Amberflo traffic (docker-compose creates `amberflo`).
+AMBERFLO_POOL = os.environ.get("AMBERFLO_SYNC_POOL", "default_pool")
+
 DOC_MD = """
 ### Segment identifies → Amberflo customers
 
@@ -60,7 +63,7 @@ def segment_identifies_to_amberflo() -> None:
 
         return discover_identify_streams()
 
-    @task(map_index_template="{{ stream_key }}")
+    @task(map_index_template="{{ stream_key }}", pool=AMBERFLO_POOL)
     def sync_customers(stream: dict[str, str]) -> dict:
         from amberflo_sync.tasks import run_identify_stream
 

@@ -172,9 +172,19 @@ class StateStore:
             " holder VARCHAR(512) NOT NULL,"
             " acquired_at TIMESTAMP NOT NULL)",
         ]
-        with self.engine.begin() as conn:
-            for statement in statements:
-                conn.execute(sa.text(statement))
+        for attempt in range(5):
+            try:
+                with self.engine.begin() as conn:
+                    for statement in statements:
+                        conn.execute(sa.text(statement))
+                return
+            except (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.OperationalError) as exc:
+                # Two workers creating the same schema/table at the same moment: PostgreSQL reports a
+                # duplicate key in its catalog even with IF NOT EXISTS. The other one won; try again.
+                if attempt == 4:
+                    raise
+                log.info("state tables are being created concurrently (%s); retrying", type(exc).__name__)
+                time.sleep(0.2 * (attempt + 1))
 
     # -- watermarks -----------------------------------------------------------------------------
     def get_watermark(self, stream: str) -> Watermark | None:
