@@ -22,9 +22,17 @@ warehouse into Amberflo meter records (`shared/spec/mapping.md`): `page`/`screen
 one meter per track event (value = the `value` property or 1), customer = `user_id` or
 `anonymous_id`, dimensions = the call's properties (sanitized for Amberflo).
 
-* **Streams** — `discover_streams` lists `pages`, `screens` and every per-event track table in the
-  configured source schemas (include/exclude lists in the YAML config); `sync_stream` runs once per
-  stream (mapped task, named after the stream).
+* **Streams and slices** — `plan_slices` lists `pages`, `screens` and every per-event track table in
+  the configured source schemas (include/exclude lists in the YAML config) and cuts each stream's window
+  into slices when it holds more than `fan_out.slice_rows` rows; `sync_slices` runs once per slice
+  (mapped task named after its slices, in the pool `AMBERFLO_SYNC_POOL`; a failed slice is retried
+  alone); `finish` moves each stream's watermark as far as its succeeded slices reach and logs the
+  run's totals.
+* **Backfills** — a run created by the UI's *Backfill* dialog or `airflow backfill create`, or any run
+  given `start`/`end` Params, re-sends the events whose **event time** (`timestamp`) lies in that
+  interval, from every stream, and moves no watermark. Re-sent events are byte-identical, so Amberflo
+  adds nothing for events it already has. Intervals older than Amberflo's 60-day horizon are refused
+  unless `allow_older_than_60_days` is set.
 * **Exactly once** — each stream reads rows whose load time (`uuid_ts`) is newer than its watermark
   minus a 2 h overlap; records are byte-identical for the same row, so Amberflo drops re-sends. The
   watermark moves only after Amberflo accepted everything; a failed task moves nothing and can be
@@ -57,6 +65,11 @@ password = API key). Config: `config/amberflo_sync.yaml` or `$AMBERFLO_SYNC_CONF
     params={
         "dry_run": Param(False, type="boolean", description="Log the first records; send nothing."),
         "dry_run_records": Param(20, type="integer", minimum=1, description="Records to show in a dry run."),
+        "start": Param(None, type=["null", "string"], description="Backfill: re-send events whose event time "
+                       "is after this (ISO-8601, UTC). Needs end. Moves no watermark."),
+        "end": Param(None, type=["null", "string"], description="Backfill: … and up to this event time."),
+        "allow_older_than_60_days": Param(False, type="boolean", description="Backfill intervals older than "
+                                          "Amberflo's 60-day horizon (only once Amberflo support agreed)."),
     },
 )
 def segment_events_to_amberflo() -> None:
@@ -67,29 +80,30 @@ def segment_events_to_amberflo() -> None:
         return PokeReturnValue(is_done=customers_ready(get_current_context()))
 
     @task
-    def discover_streams() -> list[dict[str, str]]:
-        from amberflo_sync.tasks import discover_event_streams
+    def plan_slices() -> list[list[dict]]:
+        from amberflo_sync.tasks import plan_event_slices
 
-        return discover_event_streams()
+        return plan_event_slices(get_current_context())
 
-    @task(map_index_template="{{ stream_key }}", pool=AMBERFLO_POOL)
-    def sync_stream(stream: dict[str, str]) -> dict:
-        from amberflo_sync.tasks import run_event_stream
+    @task(map_index_template="{{ slice_keys }}", pool=AMBERFLO_POOL)
+    def sync_slices(unit: list[dict]) -> list[dict]:
+        from amberflo_sync.tasks import run_event_slices
 
         context = get_current_context()
-        context["stream_key"] = stream["key"]  # type: ignore[typeddict-unknown-key]
-        return run_event_stream(stream, run_id=context["run_id"], params=dict(context["params"]))
+        context["slice_keys"] = ", ".join(s["key"] for s in unit)  # type: ignore[typeddict-unknown-key]
+        return run_event_slices(unit, run_id=context["run_id"], params=dict(context["params"]))
 
-    @task
-    def summarize(results: list[dict]) -> str:
-        from amberflo_sync.tasks import summarize as summarize_results
+    @task(trigger_rule="all_done")
+    def finish(units: list[list[dict]]) -> str:
+        from amberflo_sync.tasks import finish_event_run
 
-        # index instead of iterating: iterating a lazy XCom sequence probes one offset too far
-        return summarize_results([results[i] for i in range(len(results))])
+        context = get_current_context()
+        return finish_event_run(units, run_id=context["run_id"], params=dict(context["params"]))
 
-    streams = discover_streams()
-    wait_for_customers() >> streams
-    summarize(sync_stream.expand(stream=streams))
+    units = plan_slices()
+    wait_for_customers() >> units
+    synced = sync_slices.expand(unit=units)
+    synced >> finish(units)
 
 
 segment_events_to_amberflo()

@@ -100,6 +100,18 @@ class EngageConfig:
 
 
 @dataclass(frozen=True)
+class FanOutConfig:
+    """How big windows are split into slices that run as separate (mapped) tasks.
+
+    :ivar slice_rows: a stream window holding more rows than this is split into slices.
+    :ivar max_slices: at most this many slices per stream and run.
+    """
+
+    slice_rows: int = 1_000_000
+    max_slices: int = 64
+
+
+@dataclass(frozen=True)
 class SyncConfig:
     """Everything the syncs read from the YAML file. See the README's configuration reference."""
 
@@ -114,6 +126,7 @@ class SyncConfig:
     state: StateConfig = field(default_factory=StateConfig)
     customers: CustomersConfig = field(default_factory=CustomersConfig)
     engage: EngageConfig = field(default_factory=EngageConfig)
+    fan_out: FanOutConfig = field(default_factory=FanOutConfig)
     progress_every_seconds: float = 10.0
 
     def __post_init__(self) -> None:
@@ -168,6 +181,8 @@ def config_from_dict(raw: dict[str, Any], *, config_dir: Path | None = None) -> 
         kwargs["customers"] = _customers(raw["customers"] or {})
     if "engage" in raw:
         kwargs["engage"] = _engage(raw["engage"] or {})
+    if "fan_out" in raw:
+        kwargs["fan_out"] = _fan_out(raw["fan_out"] or {})
     if "overlap_hours" in raw:
         kwargs["overlap"] = dt.timedelta(hours=_number(raw["overlap_hours"], "overlap_hours"))
     for key in ("chunk_rows", "batch_size", "dry_run_records"):
@@ -220,6 +235,17 @@ def _engage(raw: dict[str, Any]) -> EngageConfig:
         include=_str_tuple(raw.get("include") or [], "engage.include"),
         exclude=_str_tuple(raw.get("exclude") or [], "engage.exclude"),
     )
+
+
+def _fan_out(raw: dict[str, Any]) -> FanOutConfig:
+    unknown = sorted(set(raw) - {f.name for f in fields(FanOutConfig)})
+    if unknown:
+        raise ConfigError(f"unknown fan_out key(s): {', '.join(unknown)}")
+    slice_rows = int(_number(raw.get("slice_rows", 1_000_000), "fan_out.slice_rows"))
+    max_slices = int(_number(raw.get("max_slices", 64), "fan_out.max_slices"))
+    if slice_rows < 1 or max_slices < 1:
+        raise ConfigError("fan_out.slice_rows and fan_out.max_slices must be positive")
+    return FanOutConfig(slice_rows=slice_rows, max_slices=max_slices)
 
 
 def _state(raw: dict[str, Any], config_dir: Path | None) -> StateConfig:

@@ -6,6 +6,8 @@ DAG files import from here and only wire tasks together. Everything returned is 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -225,6 +227,148 @@ def customers_ready(context: Any, identify_dag_id: str = "segment_identifies_to_
             return True
     log.info("waiting for %s of the same interval (customers before meters)", identify_dag_id)
     return False
+
+
+# -- fan-out and backfills (events DAG) ---------------------------------------------------------
+def plan_event_slices(context: Any, runtime: Runtime | None = None) -> list[list[dict[str, Any]]]:
+    """Discover the streams and cut this run's work into slices, grouped under ``max_map_length``.
+
+    Incremental runs slice each stream's cursor window; backfills — runs created by the UI's Backfill
+    dialog / ``airflow backfill create`` (``run_type == "backfill"``), or any run given ``start`` and
+    ``end`` Params — slice the event-time interval instead and move no watermark.
+    """
+    from amberflo_sync.planning import check_backfill_interval, plan_backfill, plan_incremental, work_units
+
+    runtime = runtime or build_runtime()
+    params = dict(context.get("params") or {})
+    interval = backfill_interval(context)
+    streams = runtime.reader.event_streams(runtime.config.source_schemas, runtime.config.events)
+    slices = []
+    if interval is not None:
+        start, end = interval
+        check_backfill_interval(start, end, allow_older=bool(params.get("allow_older_than_60_days")))
+        log.info("backfill of event times (%s, %s] over %d streams; watermarks stay where they are",
+                 start.isoformat(), end.isoformat(), len(streams))
+        for stream in streams:
+            slices += plan_backfill(runtime.reader, stream, start, end, runtime.config)
+    else:
+        for stream in streams:
+            slices += plan_incremental(runtime.reader, runtime.state, stream, runtime.config)
+    units = work_units(slices, max_map_length=_max_map_length())
+    log.info("planned %d slices over %d streams in %d mapped tasks: %s", len(slices), len(streams), len(units),
+             ", ".join(s.key for s in slices) or "nothing to do")
+    return units
+
+
+def backfill_interval(context: Any) -> tuple[datetime, datetime] | None:
+    """``(start, end)`` when this run is a backfill, else None (see :func:`plan_event_slices`)."""
+    params = dict(context.get("params") or {})
+    if params.get("start") or params.get("end"):
+        if not (params.get("start") and params.get("end")):
+            raise ValueError("a backfill needs both the start and the end Param (ISO-8601, UTC)")
+        return _utc(params["start"]), _utc(params["end"])
+    dag_run = context.get("dag_run")
+    if str(getattr(dag_run, "run_type", "")).lower().endswith("backfill"):
+        start, end = context.get("data_interval_start"), context.get("data_interval_end")
+        if start is None or end is None:
+            raise ValueError("a backfill run needs a data interval (use a CronDataIntervalTimetable)")
+        return _utc(start), _utc(end)
+    return None
+
+
+def run_event_slices(
+    unit: list[dict[str, Any]],
+    *,
+    run_id: str,
+    params: dict[str, Any] | None = None,
+    runtime: Runtime | None = None,
+    amberflo_conn_id: str = "amberflo_default",
+) -> list[dict[str, Any]]:
+    """Sync the slices of one mapped task; no watermark moves here (see :func:`finish_event_run`)."""
+    from amberflo_sync.hooks import AmberfloHook
+    from amberflo_sync.planning import Slice
+
+    params = params or {}
+    runtime = runtime or build_runtime()
+    results = []
+    worker = os.environ.get("AMBERFLO_SYNC_WORKER_NAME") or f"{socket.gethostname()}:{os.getpid()}"
+    for data in unit:
+        part = Slice.from_dict(data)
+        slice_run = f"{run_id}#{part.index + 1}/{part.count}"
+        if params.get("dry_run"):
+            stats = sync_stream(part.stream, reader=runtime.reader, state=runtime.state, send=_refuse_to_send,
+                                config=runtime.config, run_id=slice_run,
+                                dry_run=_dry_run(runtime.config, params, slice_run, part.stream),
+                                window=part.window, move_watermark=False)
+            results.append(stats_to_dict(stats) | {"slice": part.key, "worker": worker})
+            continue
+        with AmberfloHook(amberflo_conn_id, batch_size=runtime.config.batch_size).get_client() as client:
+            stats = sync_stream(part.stream, reader=runtime.reader, state=runtime.state, send=client.ingest_records,
+                                config=runtime.config, run_id=slice_run, window=part.window, move_watermark=False)
+            stats.details = {**(stats.details or {}), "slice": part.key, "mode": part.mode, "worker": worker}
+            runtime.state.record_run(stats)
+            results.append(stats_to_dict(stats) | {"slice": part.key, "worker": worker,
+                                                   "http_requests": client.stats.requests,
+                                                   "http_retries": client.stats.retries})
+    return results
+
+
+def finish_event_run(units: list[list[dict[str, Any]]], *, run_id: str, params: dict[str, Any] | None = None,
+                     runtime: Runtime | None = None) -> str:
+    """After every slice ran (or failed): move each stream's watermark as far as its succeeded slices
+    reach, log the run's summary, and fail when a slice failed (so the run shows it)."""
+    from amberflo_sync.planning import Slice, committable_watermarks
+
+    runtime = runtime or build_runtime()
+    slices = [Slice.from_dict(d) for unit in (units or []) for d in unit]
+    runs = {(r["run_id"], r["stream"]): r for r in runtime.state.runs()
+            if str(r["run_id"]).startswith(f"{run_id}#")}
+
+    def slice_run(s: Slice) -> dict[str, Any]:
+        return runs.get((f"{run_id}#{s.index + 1}/{s.count}", s.stream.key), {})
+
+    succeeded = {s.key for s in slices if slice_run(s).get("status") == "success"}
+    if not (params or {}).get("dry_run"):
+        for stream_key, mark in committable_watermarks(slices, succeeded).items():
+            current = runtime.state.get_watermark(stream_key)
+            if current is None or _later(mark, current.value):
+                runtime.state.set_watermark(stream_key, mark, run_id=run_id)
+                log.info("%s: watermark → %s", stream_key, mark)
+    totals = {k: sum(int(r.get(c) or 0) for r in runs.values()) for k, c in (
+        ("read", "rows_read"), ("sent", "rows_sent"), ("duplicates", "duplicates"), ("rejected", "rejected"),
+        ("skipped", "skipped"))}
+    line = (f"{len({s.stream.key for s in slices})} streams: read={totals['read']} sent={totals['sent']} "
+            f"duplicates={totals['duplicates']} rejected={totals['rejected']} skipped={totals['skipped']} "
+            f"slices={len(slices)} succeeded={len(succeeded)}")
+    log.info("%s", line)
+    failed = sorted(s.key for s in slices if s.key not in succeeded and not (params or {}).get("dry_run"))
+    if failed:
+        raise RuntimeError(f"{len(failed)} slice(s) failed, their streams' watermarks stop before them: {', '.join(failed)}")
+    return line
+
+
+def _later(a: Any, b: Any) -> bool:
+    try:
+        return a > b
+    except TypeError:
+        return True
+
+
+def _utc(value: Any) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def _max_map_length() -> int:
+    try:
+        from airflow.configuration import conf
+
+        return conf.getint("core", "max_map_length", fallback=1024)
+    except Exception:  # pragma: no cover - outside Airflow
+        return 1024
 
 
 def summarize(results: list[dict[str, Any]]) -> str:

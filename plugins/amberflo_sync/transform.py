@@ -1,51 +1,155 @@
 """Pure mapping rules: a DataFrame of warehouse rows → Amberflo meter records (JSON text).
 
 No I/O and no Airflow here (``shared/style.md``: pure core, thin edges). Every rule of
-``shared/spec/mapping.md`` for page, screen and track is implemented as vectorized pandas; rows that
-cannot be billed come back as rejected rows with a reason code instead of being dropped.
+``shared/spec/mapping.md`` for page, screen and track is implemented as vectorized pandas/Arrow; rows
+that cannot be billed come back as rejected rows with a reason code instead of being dropped.
 
 Records are rendered straight to JSON text with a fixed key order and sorted dimension keys, so the
 same warehouse row always yields the same bytes — the property Amberflo's de-duplication relies on.
+
+Rendering is columnar: each record field is one Arrow text column (formatted by
+:mod:`amberflo_sync.formatting`) and a single concatenation kernel writes every record of the chunk
+into one contiguous buffer (:class:`RenderedRecords`). No Python string is made per record on the way
+to the wire, and the kernels release the GIL, so the sync can read, render and send concurrently.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import overload
 
 import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from pandas.core.dtypes.cast import maybe_box_native
 
-from amberflo_sync.formatting import TEXT, column_to_text, format_column, json_strings, to_utc
-from amberflo_sync.segment import PAGE, SCREEN, TRACK, find_column, property_columns
+from amberflo_sync.formatting import (
+    ARROW_TEXT,
+    column_text,
+    concat_text,
+    float_repr_text,
+    format_column_arrow,
+    json_strings_arrow,
+    text_series,
+    to_utc,
+)
+from amberflo_sync.segment import PAGE, SCREEN, TRACK, find_column, is_standard_column, property_columns
 
 #: Column the reader adds: 1 for the first copy of an ``id`` in the window, 2+ for duplicates.
 DUP_RANK_COLUMN = "__amberflo_sync_dup_rank"
 
-# Reason codes stored in ``rejected_rows.reason``.
+# Reason codes stored in ``rejected_rows.reason``, in the order they are checked (the first wins).
 MISSING_UNIQUE_ID = "missing_unique_id"
 MISSING_CUSTOMER_ID = "missing_customer_id"
 MISSING_EVENT_TIME = "missing_event_time"
 INVALID_EVENT_TIME = "invalid_event_time"
 INVALID_METER_VALUE = "invalid_meter_value"
+_REASONS = (None, MISSING_UNIQUE_ID, MISSING_CUSTOMER_ID, MISSING_EVENT_TIME, INVALID_EVENT_TIME, INVALID_METER_VALUE)
 
 REJECTED_COLUMNS = ["id", "reason", "row"]
+
+#: The Segment standard columns the mapping reads (every other standard column only travels with
+#: rejected rows).
+_MAPPED_STANDARD_COLUMNS = frozenset({"id", "user_id", "anonymous_id", "timestamp", "received_at", "event_text", "event"})
+
+#: What ends every rendered record inside :class:`RenderedRecords` (see there).
+_TERMINATOR = ","
+
+
+class RenderedRecords(Sequence[str]):
+    """The JSON records of one chunk, in order, held in one Arrow text buffer.
+
+    Each record is stored followed by a comma, so the bytes of records ``i … j-1`` in the buffer are
+    already a valid JSON array body: :meth:`json_array_parts` hands the client ``[``, a zero-copy
+    view of the buffer and ``]`` instead of joining and encoding Python strings. As a
+    ``Sequence[str]`` it reads like the list of records it replaces (items without the comma).
+    """
+
+    __slots__ = ("_array",)
+
+    def __init__(self, terminated: pa.Array) -> None:
+        if terminated.null_count:
+            raise ValueError("a rendered record cannot be null")
+        if not pa.types.is_large_string(terminated.type):
+            terminated = terminated.cast(ARROW_TEXT)
+        self._array = terminated
+
+    @classmethod
+    def empty(cls) -> RenderedRecords:
+        return cls(pa.array([], type=ARROW_TEXT))
+
+    def __len__(self) -> int:
+        return len(self._array)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> RenderedRecords: ...
+
+    def __getitem__(self, index: int | slice) -> str | RenderedRecords:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if step != 1:
+                return RenderedRecords(pa.array([self[i] + _TERMINATOR for i in range(start, stop, step)], ARROW_TEXT))
+            return RenderedRecords(self._array.slice(start, max(stop - start, 0)))
+        return self._array[index].as_py()[: -len(_TERMINATOR)]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_list())
+
+    def to_list(self) -> list[str]:
+        """The records as Python strings (tests, dry runs; not used on the send path)."""
+        return [text[: -len(_TERMINATOR)] for text in self._array.to_pylist()]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of JSON the records take (with separators)."""
+        return int(self._offsets()[-1] - self._offsets()[0]) if len(self) else 0
+
+    def json_array_parts(self, start: int, stop: int) -> tuple[bytes, memoryview, bytes]:
+        """Records ``start … stop-1`` as the pieces of a JSON array (``[``, body, ``]``) whose
+        concatenation is exactly ``"[" + ",".join(records) + "]"`` encoded as UTF-8."""
+        if not 0 <= start <= stop <= len(self):
+            raise IndexError(f"records {start}:{stop} out of 0:{len(self)}")
+        if start == stop:
+            return b"[", memoryview(b""), b"]"
+        offsets = self._offsets()
+        data = memoryview(self._array.buffers()[2])
+        return b"[", data[int(offsets[start]) : int(offsets[stop]) - len(_TERMINATOR)], b"]"
+
+    def _offsets(self) -> np.ndarray:
+        array = self._array
+        raw = np.frombuffer(array.buffers()[1], dtype=np.int64)
+        return raw[array.offset : array.offset + len(array) + 1]
 
 
 @dataclass
 class MeterBatch:
     """What one chunk of rows became.
 
-    :ivar records: one JSON object (text) per billable row, in input order.
-    :ivar ids: the ``uniqueId`` of each record (aligned with ``records``).
+    :ivar rendered: one JSON object per billable row, in input order (see :class:`RenderedRecords`).
+    :ivar unique_ids: the ``uniqueId`` of each record (aligned with ``rendered``), as Arrow text.
     :ivar rejected: DataFrame with columns ``id``, ``reason``, ``row`` (the original row as a dict).
     :ivar duplicates: rows dropped because an earlier row had the same ``id``.
     """
 
-    records: list[str]
-    ids: list[str]
+    rendered: RenderedRecords = field(default_factory=RenderedRecords.empty)
+    unique_ids: pa.Array = field(default_factory=lambda: pa.array([], type=ARROW_TEXT))
     rejected: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REJECTED_COLUMNS))
     duplicates: int = 0
+
+    @property
+    def records(self) -> list[str]:
+        """The records as Python strings (one JSON object each)."""
+        return self.rendered.to_list()
+
+    @property
+    def ids(self) -> list[str]:
+        return self.unique_ids.to_pylist()
 
     @property
     def rejected_count(self) -> int:
@@ -62,78 +166,91 @@ def to_meter_records(rows: pd.DataFrame, *, kind: str, table: str) -> MeterBatch
     """
     if kind not in (PAGE, SCREEN, TRACK):
         raise ValueError(f"unknown stream kind {kind!r}")
-    rows, duplicates = drop_duplicate_ids(rows)
+    original = rows  # rejected rows are taken whole from here, by position (without the rank column)
+    duplicate = _duplicate_mask(rows)
+    duplicates = int(duplicate.sum())
+    # Only the columns the mapping reads are filtered (a copy).
+    rows = original[[c for c in original.columns
+                     if c != DUP_RANK_COLUMN and (not is_standard_column(c) or c.lower() in _MAPPED_STANDARD_COLUMNS)]]
+    positions = np.arange(len(original))
+    if duplicates:
+        rows = rows.loc[~duplicate]
+        positions = positions[~duplicate]
     columns = list(rows.columns)
-    n = len(rows)
-    reasons = pd.Series(pd.NA, index=rows.index, dtype=TEXT)
+    reasons = np.zeros(len(rows), dtype=np.int8)  # index into _REASONS; 0 = billable so far
 
-    def reject(mask: np.ndarray | pd.Series, reason: str) -> None:
-        mask = np.asarray(mask, dtype=bool) & reasons.isna().to_numpy()
-        reasons[mask] = reason
+    def reject(mask: np.ndarray, reason: str) -> None:
+        reasons[np.asarray(mask, dtype=bool) & (reasons == 0)] = _REASONS.index(reason)
 
     unique_id = _text_or_missing(rows, find_column(columns, "id"))
-    reject(unique_id.isna(), MISSING_UNIQUE_ID)
+    reject(_is_null(unique_id), MISSING_UNIQUE_ID)
 
-    customer_id = customer_ids(rows)
-    reject(customer_id.isna(), MISSING_CUSTOMER_ID)
+    customer_id = _customer_ids(rows)
+    reject(_is_null(customer_id), MISSING_CUSTOMER_ID)
 
-    millis, time_reason = event_millis(rows)
-    reject(time_reason == MISSING_EVENT_TIME, MISSING_EVENT_TIME)
-    reject(time_reason == INVALID_EVENT_TIME, INVALID_EVENT_TIME)
+    millis, missing_time = _event_millis(rows)
+    reject(missing_time, MISSING_EVENT_TIME)
+    reject(~missing_time & (millis <= 0), INVALID_EVENT_TIME)
 
     value_column = find_column(columns, "value") if kind == TRACK else None
-    values, value_ok = meter_values(rows[value_column] if value_column else None, n)
+    values, value_ok = meter_values(rows[value_column] if value_column else None, len(rows))
     reject(~value_ok, INVALID_METER_VALUE)
 
-    accepted = reasons.isna().to_numpy()
-    rejected = _rejected_frame(rows, unique_id, reasons, ~accepted)
+    accepted = reasons == 0
+    rejected = _rejected_frame(original, positions, unique_id, reasons, ~accepted)
     if not accepted.any():
-        return MeterBatch([], [], rejected, duplicates)
+        return MeterBatch(rejected=rejected, duplicates=duplicates)
 
-    good = rows.loc[accepted]
-    names = meter_names(good, kind=kind, table=table)
-    dims = dimensions_json(good, exclude=("value",) if kind == TRACK else ())
-    value_text = pd.Series(values[accepted], index=good.index).astype(str).astype(TEXT)
-    millis_text = pd.Series(millis[accepted], index=good.index).astype(str).astype(TEXT)
-    records = (
-        '{"uniqueId":'
-        + json_strings(unique_id[accepted])
-        + ',"customerId":'
-        + json_strings(customer_id[accepted])
-        + ',"meterApiName":'
-        + json_strings(names)
-        + ',"meterValue":'
-        + value_text
-        + ',"meterTimeInMillis":'
-        + millis_text
-        + dims
-        + "}"
+    selection = _Selection(rows, accepted)
+    pick = selection.pick
+    ids = pick(unique_id)
+    rendered = concat_text(
+        '{"uniqueId":',
+        json_strings_arrow(ids),
+        ',"customerId":',
+        json_strings_arrow(pick(customer_id), distinct=True),
+        ',"meterApiName":',
+        _meter_names_json(selection, kind=kind, table=table),
+        ',"meterValue":',
+        float_repr_text(values[accepted]),
+        ',"meterTimeInMillis":',
+        pc.cast(pa.array(millis[accepted]), ARROW_TEXT),
+        _dimensions_json(selection, exclude=("value",) if kind == TRACK else ()),
+        "}" + _TERMINATOR,
     )
-    return MeterBatch(records.tolist(), unique_id[accepted].tolist(), rejected, duplicates)
+    if len(rendered) != len(ids):  # cheap guard: a kernel must never drop or add rows
+        raise AssertionError(f"rendered {len(rendered)} records for {len(ids)} rows")
+    return MeterBatch(RenderedRecords(rendered), ids, rejected, duplicates)
 
 
 def drop_duplicate_ids(rows: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """Keep the first row per ``id`` (the reader ranks copies across the whole window in SQL;
     within a chunk ``duplicated`` catches the rest). Rows without an id are kept for rejection."""
-    id_column = find_column(rows.columns, "id")
-    dup = np.zeros(len(rows), dtype=bool)
+    dup = _duplicate_mask(rows)
     if DUP_RANK_COLUMN in rows.columns:
-        dup |= (pd.to_numeric(rows[DUP_RANK_COLUMN], errors="coerce").fillna(1) > 1).to_numpy()
         rows = rows.drop(columns=[DUP_RANK_COLUMN])
-    if id_column is not None:
-        ids = rows[id_column]
-        dup |= (ids.duplicated(keep="first") & ids.notna()).to_numpy()
     if dup.any():
         return rows.loc[~dup], int(dup.sum())
     return rows, 0
 
 
+def _duplicate_mask(rows: pd.DataFrame) -> np.ndarray:
+    """True for rows that copy an earlier row's ``id`` (by the reader's rank, or within ``rows``)."""
+    id_column = find_column(rows.columns, "id")
+    if DUP_RANK_COLUMN in rows.columns:
+        # The reader's rank covers the whole window and is authoritative: exactly one row per id has
+        # rank 1. Combining it with ``duplicated`` would drop both copies when the later copy comes
+        # first in the chunk — a lost, never billed unit.
+        return (pd.to_numeric(rows[DUP_RANK_COLUMN], errors="coerce").fillna(1) > 1).to_numpy()
+    if id_column is None:
+        return np.zeros(len(rows), dtype=bool)
+    ids = rows[id_column]
+    return (ids.duplicated(keep="first") & ids.notna()).to_numpy()
+
+
 def customer_ids(rows: pd.DataFrame) -> pd.Series:
     """``user_id``; when null or blank, ``anonymous_id``; ``<NA>`` when both are missing."""
-    columns = list(rows.columns)
-    user = _text_or_missing(rows, find_column(columns, "user_id"))
-    anonymous = _text_or_missing(rows, find_column(columns, "anonymous_id"))
-    return user.fillna(anonymous)
+    return text_series(_customer_ids(rows), rows.index)
 
 
 def event_millis(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -142,20 +259,27 @@ def event_millis(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     :returns: ``(millis, reasons)`` — ``reasons`` holds ``None``, :data:`MISSING_EVENT_TIME` or
         :data:`INVALID_EVENT_TIME` (not a positive epoch time) per row.
     """
-    columns = list(rows.columns)
-    n = len(rows)
-    times = pd.Series(pd.NaT, index=rows.index, dtype="datetime64[us, UTC]")
-    for name in ("timestamp", "received_at"):
-        column = find_column(columns, name)
-        if column is not None:
-            times = times.fillna(to_utc(rows[column]).astype("datetime64[us, UTC]"))
-    micros = times.dt.tz_convert(None).to_numpy(dtype="datetime64[us]").view("int64")
-    missing = times.isna().to_numpy()
-    millis = np.where(missing, 0, micros // 1000)
-    reasons = np.full(n, None, dtype=object)
+    millis, missing = _event_millis(rows)
+    reasons = np.full(len(rows), None, dtype=object)
     reasons[missing] = MISSING_EVENT_TIME
     reasons[~missing & (millis <= 0)] = INVALID_EVENT_TIME
     return millis, reasons
+
+
+def _event_millis(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """``(millis, missing)``: epoch milliseconds (0 where missing) and where no time was found."""
+    columns = list(rows.columns)
+    n = len(rows)
+    micros = np.zeros(n, dtype=np.int64)
+    missing = np.ones(n, dtype=bool)
+    for name in ("timestamp", "received_at"):
+        column = find_column(columns, name)
+        if column is not None and missing.any():
+            times = to_utc(rows[column]).astype("datetime64[us, UTC]").dt.tz_convert(None).to_numpy()
+            fill = missing & ~np.isnat(times)
+            micros[fill] = times[fill].view("int64")
+            missing &= ~fill
+    return np.where(missing, 0, micros // 1000), missing
 
 
 def meter_values(value: pd.Series | None, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -188,7 +312,7 @@ def meter_values(value: pd.Series | None, n: int) -> tuple[np.ndarray, np.ndarra
             as_text = value.where(~is_bool.astype(bool))
         else:
             as_text = value
-        text = column_to_text(as_text).str.strip()
+        text = text_series(pc.utf8_trim_whitespace(column_text(as_text)), as_text.index)
         numbers = pd.to_numeric(text, errors="coerce").astype("float64").to_numpy(dtype="float64", na_value=np.nan)
     ok = ~present | np.isfinite(numbers)
     return np.where(present & ok, numbers, 1.0), ok
@@ -197,13 +321,7 @@ def meter_values(value: pd.Series | None, n: int) -> tuple[np.ndarray, np.ndarra
 def meter_names(rows: pd.DataFrame, *, kind: str, table: str) -> pd.Series:
     """``page`` / ``screen``; for track the original event name (``event_text``, then ``event``,
     then the table name)."""
-    if kind in (PAGE, SCREEN):
-        return pd.Series(kind, index=rows.index, dtype=TEXT)
-    columns = list(rows.columns)
-    names = pd.Series(pd.NA, index=rows.index, dtype=TEXT)
-    for candidate in ("event_text", "event"):
-        names = names.fillna(_text_or_missing(rows, find_column(columns, candidate)))
-    return names.fillna(table)
+    return text_series(_meter_names(_Selection(rows), kind=kind, table=table), rows.index)
 
 
 def dimensions_json(rows: pd.DataFrame, *, exclude: tuple[str, ...] = ()) -> pd.Series:
@@ -212,37 +330,136 @@ def dimensions_json(rows: pd.DataFrame, *, exclude: tuple[str, ...] = ()) -> pd.
     Keys are the lower-cased property column names in sorted order; values are formatted and
     sanitized by :func:`~amberflo_sync.formatting.format_column`; nulls are omitted.
     """
+    dimensions = _dimensions_json(_Selection(rows), exclude=exclude)
+    if isinstance(dimensions, str):
+        return pd.Series(dimensions, index=rows.index, dtype=TEXT)
+    return text_series(dimensions, rows.index)
+
+
+# ---------------------------------------------------------------------------------------------
+# Arrow internals
+# ---------------------------------------------------------------------------------------------
+class _Selection:
+    """The billable rows of a chunk: renders columns for them only.
+
+    Columns with a real dtype are rendered whole and the result filtered in Arrow (the rules are
+    per value, and Arrow's filter needs no GIL); object columns are filtered first, as they always
+    were, because the types they happen to hold choose their rendering path.
+    """
+
+    def __init__(self, rows: pd.DataFrame, accepted: np.ndarray | None = None) -> None:
+        self.rows = rows
+        self.columns = list(rows.columns)
+        self.accepted = accepted
+        self.everything = accepted is None or bool(accepted.all())
+        self.count = len(rows) if accepted is None else int(accepted.sum())
+        self._keep = None if self.everything else pa.array(accepted)
+
+    def pick(self, array: pa.Array) -> pa.Array:
+        return array if self._keep is None else array.filter(self._keep)
+
+    def render(self, column: str, render: Callable[[pd.Series], pa.Array]) -> pa.Array:
+        series = self.rows[column]
+        if self.everything:
+            return render(series)
+        if series.dtype == object:
+            return render(series[self.accepted])
+        return self.pick(render(series))
+
+
+def _meter_names(selection: _Selection, *, kind: str, table: str) -> pa.Array:
+    if kind in (PAGE, SCREEN):
+        return pa.array(np.full(selection.count, kind, dtype=object), type=ARROW_TEXT)
+    names = pa.nulls(selection.count, ARROW_TEXT)
+    for candidate in ("event_text", "event"):
+        found = find_column(selection.columns, candidate)
+        if found is not None:
+            names = pc.coalesce(names, selection.render(found, lambda c: _blank_to_null(column_text(c))))
+    return pc.coalesce(names, pa.scalar(table, ARROW_TEXT))
+
+
+def _meter_names_json(selection: _Selection, *, kind: str, table: str) -> pa.Array | str:
+    """The ``meterApiName`` JSON of each record (a literal for pages and screens)."""
+    if kind in (PAGE, SCREEN):
+        return orjson.dumps(kind).decode()
+    return json_strings_arrow(_meter_names(selection, kind=kind, table=table), distinct=True)
+
+
+def _dimensions_json(selection: _Selection, *, exclude: tuple[str, ...] = ()) -> pa.Array | str:
+    """``,"dimensions":{"key":"value",…}`` per row, or ``""`` when the row has no dimension.
+
+    Each property column becomes ``"key":"value",`` (null when the value is omitted) — computed once
+    per distinct value for enum-like columns — and one kernel joins the fragments of a row.
+    """
+    columns = selection.columns
+    rows = selection.count
     keyed: dict[str, str] = {}
-    for column in property_columns(rows.columns, exclude=exclude):
+    for column in property_columns(columns, exclude=exclude):
         keyed.setdefault(column.lower(), column)
-    body = pd.Series("", index=rows.index, dtype=TEXT)
+    if not keyed:
+        return ""
+    fragments = []
     for key in sorted(keyed):
-        prefix = orjson.dumps(key).decode() + ':"'
-        fragment = (prefix + format_column(rows[keyed[key]]) + '",').fillna("")
-        body = body + fragment
-    has_dims = body != ""
-    wrapped = ',"dimensions":{' + body.str.slice(0, -1) + "}"
-    return wrapped.where(has_dims, "")
+        prefix = pa.scalar(orjson.dumps(key).decode() + ':"', ARROW_TEXT)
+        suffix = pa.scalar('",', ARROW_TEXT)
+        wrap = lambda text, p=prefix, s=suffix: concat_text(p, text, s)  # noqa: E731
+        fragments.append(selection.render(keyed[key], lambda column, w=wrap: format_column_arrow(column, then=w)))
+    body = pc.binary_join_element_wise(
+        *fragments, pa.scalar("", ARROW_TEXT), null_handling="replace", null_replacement=""
+    )
+    if len(body) != rows:
+        raise AssertionError(f"dimensions for {len(body)} of {rows} rows")
+    wrapped = concat_text(',"dimensions":{', pc.utf8_slice_codeunits(body, 0, -1), "}")
+    return pc.if_else(pc.greater(pc.binary_length(body), 0), wrapped, pa.scalar("", ARROW_TEXT))
 
 
-def _text_or_missing(rows: pd.DataFrame, column: str | None) -> pd.Series:
-    """A column as text with null and blank (whitespace-only) values as ``<NA>``."""
+def _customer_ids(rows: pd.DataFrame) -> pa.Array:
+    columns = list(rows.columns)
+    user = _text_or_missing(rows, find_column(columns, "user_id"))
+    anonymous = _text_or_missing(rows, find_column(columns, "anonymous_id"))
+    return pc.coalesce(user, anonymous)
+
+
+def _text_or_missing(rows: pd.DataFrame, column: str | None) -> pa.Array:
+    """A column as text with null and blank (whitespace-only) values as null."""
     if column is None:
-        return pd.Series(pd.NA, index=rows.index, dtype=TEXT)
-    text = column_to_text(rows[column])
-    return text.mask(text.str.strip() == "")
+        return pa.nulls(len(rows), ARROW_TEXT)
+    return _blank_to_null(column_text(rows[column]))
+
+
+def _blank_to_null(text: pa.Array) -> pa.Array:
+    blank = pc.equal(pc.utf8_trim_whitespace(text), "")
+    return pc.if_else(blank, pa.scalar(None, ARROW_TEXT), text)
+
+
+def _is_null(array: pa.Array) -> np.ndarray:
+    return pc.is_null(array).to_numpy(zero_copy_only=False)
 
 
 def _rejected_frame(
-    rows: pd.DataFrame, unique_id: pd.Series, reasons: pd.Series, mask: np.ndarray
+    original: pd.DataFrame, positions: np.ndarray, unique_id: pa.Array, reasons: np.ndarray, mask: np.ndarray
 ) -> pd.DataFrame:
+    """The rejected rows: id, reason and the whole original row as a dict of plain Python values."""
     if not mask.any():
         return pd.DataFrame(columns=REJECTED_COLUMNS)
-    bad = rows.loc[mask]
     return pd.DataFrame(
         {
-            "id": unique_id[mask].astype(object).where(unique_id[mask].notna(), None).tolist(),
-            "reason": reasons[mask].tolist(),
-            "row": bad.astype(object).where(bad.notna(), None).to_dict("records"),
+            "id": unique_id.filter(pa.array(mask)).to_pylist(),
+            "reason": [_REASONS[code] for code in reasons[mask]],
+            "row": _row_dicts(original.iloc[positions[mask]]),
         }
     )
+
+
+def _row_dicts(rows: pd.DataFrame) -> list[dict]:
+    """``rows.astype(object).where(rows.notna(), None).to_dict("records")`` without the rank column,
+    in fewer pandas steps (the frame-wide version costs milliseconds of fixed overhead per chunk)."""
+    if DUP_RANK_COLUMN in rows.columns:
+        rows = rows.drop(columns=[DUP_RANK_COLUMN])
+    names = rows.columns.tolist()
+    objects = rows.astype(object).to_numpy()
+    present = rows.notna().to_numpy()
+    return [
+        dict(zip(names, [maybe_box_native(v) if p else None for v, p in zip(values, flags)]))
+        for values, flags in zip(objects, present)
+    ]
