@@ -119,6 +119,19 @@ class CeleryCluster:
             time.sleep(3)
         raise TimeoutError(f"run {run_id} still {state} after {timeout}s\n" + self.tail("scheduler") + self.tail("worker1"))
 
+    def wait_for_all_runs(self, dag_id: str, timeout: float = 600) -> dict[str, str]:
+        """Wait until no run of ``dag_id`` is queued or running; returns ``{run_id: state}``."""
+        deadline = time.monotonic() + timeout
+        states: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            result = self._run(["dags", "list-runs", dag_id, "-o", "json"], check=False)
+            if result.returncode == 0:
+                states = {r["run_id"]: r.get("state") for r in _json_array(result.stdout)}
+                if states and all(s in ("success", "failed") for s in states.values()):
+                    return states
+            time.sleep(3)
+        raise TimeoutError(f"runs of {dag_id} still active after {timeout}s: {states}" + self.tail("scheduler"))
+
     def task_states(self, dag_id: str, run_id: str) -> list[dict]:
         result = self._run(["tasks", "states-for-dag-run", dag_id, run_id, "-o", "json"])
         return _json_array(result.stdout)
