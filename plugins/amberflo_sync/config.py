@@ -128,6 +128,7 @@ class SyncConfig:
     engage: EngageConfig = field(default_factory=EngageConfig)
     fan_out: FanOutConfig = field(default_factory=FanOutConfig)
     progress_every_seconds: float = 10.0
+    max_event_age_days: float | None = 60.0
 
     def __post_init__(self) -> None:
         if not self.source_schemas:
@@ -188,6 +189,9 @@ def config_from_dict(raw: dict[str, Any], *, config_dir: Path | None = None) -> 
     for key in ("chunk_rows", "batch_size", "dry_run_records"):
         if key in raw:
             kwargs[key] = int(_number(raw[key], key))
+    if "max_event_age_days" in raw:
+        age = raw["max_event_age_days"]
+        kwargs["max_event_age_days"] = None if age in (None, 0) else _number(age, "max_event_age_days")
     if "progress_every_seconds" in raw:
         kwargs["progress_every_seconds"] = float(_number(raw["progress_every_seconds"], "progress_every_seconds"))
     if raw.get("cursor_column"):

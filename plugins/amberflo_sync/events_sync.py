@@ -130,6 +130,7 @@ def sync_stream(
     timings: StageTimings | None = None,
     window: Window | None = None,
     move_watermark: bool = True,
+    allow_old_events: bool = False,
 ) -> RunStats:
     """Bill one stream's window into Amberflo and record what happened.
 
@@ -141,6 +142,8 @@ def sync_stream(
         cursor window from the watermark (:func:`plan_window`).
     :param move_watermark: False for slices and backfills: the caller decides what the watermark may
         cover (:func:`amberflo_sync.planning.committable_watermarks`).
+    :param allow_old_events: send events older than ``max_event_age_days`` too (a backfill Amberflo
+        support agreed to); otherwise they are rejected as ``event_too_old``.
     :returns: the run's counts; ``status`` is ``success`` or ``dry_run``.
     :raises Exception: whatever stopped the run, after recording it as ``failed`` (watermark unmoved).
     """
@@ -163,7 +166,7 @@ def sync_stream(
     try:
         with _ReadAhead(reader.extract_window(stream, window), timings) as chunks, _Sender(
             send, timings
-        ) as sender, _Renderer(stream, timings) as renderer:
+        ) as sender, _Renderer(stream, timings, _min_event_millis(config, stats, allow_old_events)) as renderer:
             for read, batch in renderer.map(chunks):
                 stats.read += read
                 stats.duplicates += batch.duplicates
@@ -224,7 +227,8 @@ class _Renderer:
     rendering at once use the core that compression, HTTP and the warehouse driver leave idle.
     """
 
-    def __init__(self, stream: EventStream, timings: StageTimings | None) -> None:
+    def __init__(self, stream: EventStream, timings: StageTimings | None, min_event_millis: int | None = None) -> None:
+        self._min_event_millis = min_event_millis
         self._stream = stream
         self._timings = timings
         self._executor = ThreadPoolExecutor(RENDER_THREADS, thread_name_prefix="amberflo-sync-render")
@@ -248,7 +252,8 @@ class _Renderer:
 
     def _render(self, chunk: Any) -> tuple[int, Any]:
         began = time.perf_counter()
-        batch = to_meter_records(chunk, kind=self._stream.kind, table=self._stream.table)
+        batch = to_meter_records(chunk, kind=self._stream.kind, table=self._stream.table,
+                                 min_event_millis=self._min_event_millis)
         if self._timings is not None:
             self._timings.add("transform", time.perf_counter() - began)
             self._timings.add("chunks", 1)
@@ -385,6 +390,14 @@ class _Sender:
         finally:
             if self._timings is not None:
                 self._timings.add("send", time.perf_counter() - began)
+
+
+def _min_event_millis(config: SyncConfig, stats: RunStats, allow_old_events: bool) -> int | None:
+    """The oldest event time Amberflo takes, fixed at the run's start so every chunk agrees."""
+    if allow_old_events or not config.max_event_age_days:
+        return None
+    started = stats.started_at or dt.datetime.now(dt.timezone.utc)
+    return int((started - dt.timedelta(days=config.max_event_age_days)).timestamp() * 1000)
 
 
 def _flush_rejected(state: StateStore, stream: EventStream, rejected: list[dict[str, Any]]) -> None:

@@ -306,7 +306,7 @@ class WarehouseReader:
                 relation = duck.sql(sql, params=params or None)
                 for batch in relation.to_arrow_reader(self.chunk_rows):
                     if batch.num_rows:
-                        yield batch.to_pandas(use_threads=False)
+                        yield batch.to_pandas(use_threads=False, types_mapper=_arrow_floats)
             finally:
                 duck.close()
 
@@ -388,7 +388,8 @@ class WarehouseReader:
             )
             keys = list(result.keys())
             for part in result.partitions(self.chunk_rows):
-                yield pd.DataFrame.from_records([tuple(r) for r in part], columns=keys)
+                frame = pd.DataFrame.from_records([tuple(r) for r in part], columns=keys)
+                yield _keep_float_nulls(frame, part)
 
 
 class _CopyThread(threading.Thread):
@@ -443,6 +444,27 @@ def _duckdb_bytes(text: str) -> float:
         return float("inf")
 
 
+def _keep_float_nulls(frame: pd.DataFrame, rows: list[Any]) -> pd.DataFrame:
+    """Rebuild the float columns of a DB-API chunk so NULL and NaN stay apart (see :func:`_arrow_floats`)."""
+    floats = [i for i, dtype in enumerate(frame.dtypes) if pd.api.types.is_float_dtype(dtype)]
+    if not floats:
+        return frame
+    columns = list(zip(*rows))
+    for i in floats:
+        frame[frame.columns[i]] = pd.Series(
+            pa.array(columns[i], type=pa.float64(), from_pandas=False), dtype=pd.ArrowDtype(pa.float64()),
+            index=frame.index)
+    return frame
+
+
+def _arrow_floats(arrow_type: pa.DataType) -> pd.ArrowDtype | None:
+    """Keep floating-point columns Arrow-backed: a NumPy float64 column cannot tell NULL (an unset
+    ``value``: bill 1) from NaN (a present, non-finite ``value``: reject) — both would be NaN."""
+    if pa.types.is_floating(arrow_type):
+        return pd.ArrowDtype(arrow_type)
+    return None
+
+
 def _rechunk(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pd.DataFrame]:
     """Record batches of any size as DataFrames of exactly ``rows`` rows (the last one fewer).
 
@@ -459,12 +481,12 @@ def _rechunk(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pd.DataFr
         count += batch.num_rows
         while count >= rows:
             table = pa.Table.from_batches(pending)
-            yield table.slice(0, rows).to_pandas(use_threads=False)
+            yield table.slice(0, rows).to_pandas(use_threads=False, types_mapper=_arrow_floats)
             rest = table.slice(rows)
             pending = rest.to_batches() if rest.num_rows else []
             count = rest.num_rows
     if count:
-        yield pa.Table.from_batches(pending).to_pandas(use_threads=False)
+        yield pa.Table.from_batches(pending).to_pandas(use_threads=False, types_mapper=_arrow_floats)
 
 
 def _decimals(column: pd.Series) -> pd.Series:

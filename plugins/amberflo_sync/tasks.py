@@ -304,7 +304,8 @@ def run_event_slices(
             continue
         with AmberfloHook(amberflo_conn_id, batch_size=runtime.config.batch_size).get_client() as client:
             stats = sync_stream(part.stream, reader=runtime.reader, state=runtime.state, send=client.ingest_records,
-                                config=runtime.config, run_id=slice_run, window=part.window, move_watermark=False)
+                                config=runtime.config, run_id=slice_run, window=part.window, move_watermark=False,
+                                allow_old_events=bool(params.get("allow_older_than_60_days")))
             stats.details = {**(stats.details or {}), "slice": part.key, "mode": part.mode, "worker": worker}
             runtime.state.record_run(stats)
             results.append(stats_to_dict(stats) | {"slice": part.key, "worker": worker,

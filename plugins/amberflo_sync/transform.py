@@ -47,7 +47,11 @@ MISSING_CUSTOMER_ID = "missing_customer_id"
 MISSING_EVENT_TIME = "missing_event_time"
 INVALID_EVENT_TIME = "invalid_event_time"
 INVALID_METER_VALUE = "invalid_meter_value"
-_REASONS = (None, MISSING_UNIQUE_ID, MISSING_CUSTOMER_ID, MISSING_EVENT_TIME, INVALID_EVENT_TIME, INVALID_METER_VALUE)
+#: Event time older than Amberflo accepts (60 days; ``max_event_age_days``) — older records need
+#: Amberflo support, so they are kept here with their reason instead of being refused over there.
+EVENT_TOO_OLD = "event_too_old"
+_REASONS = (None, MISSING_UNIQUE_ID, MISSING_CUSTOMER_ID, MISSING_EVENT_TIME, INVALID_EVENT_TIME, INVALID_METER_VALUE,
+            EVENT_TOO_OLD)
 
 REJECTED_COLUMNS = ["id", "reason", "row"]
 
@@ -156,13 +160,15 @@ class MeterBatch:
         return len(self.rejected)
 
 
-def to_meter_records(rows: pd.DataFrame, *, kind: str, table: str) -> MeterBatch:
+def to_meter_records(rows: pd.DataFrame, *, kind: str, table: str, min_event_millis: int | None = None) -> MeterBatch:
     """Map warehouse rows of one stream to Amberflo meter records.
 
     :param rows: rows as read from ``<source>.<table>`` (any identifier case, any column subset).
     :param kind: :data:`~amberflo_sync.segment.PAGE`, ``SCREEN`` or ``TRACK``.
     :param table: the table name; the meter name of last resort for track rows without
         ``event_text``/``event``.
+    :param min_event_millis: rows whose event time is earlier are rejected as :data:`EVENT_TOO_OLD`
+        (computed once per run, so every chunk agrees); None = no limit.
     """
     if kind not in (PAGE, SCREEN, TRACK):
         raise ValueError(f"unknown stream kind {kind!r}")
@@ -191,6 +197,8 @@ def to_meter_records(rows: pd.DataFrame, *, kind: str, table: str) -> MeterBatch
     millis, missing_time = _event_millis(rows)
     reject(missing_time, MISSING_EVENT_TIME)
     reject(~missing_time & (millis <= 0), INVALID_EVENT_TIME)
+    if min_event_millis is not None:
+        reject(~missing_time & (millis < min_event_millis), EVENT_TOO_OLD)
 
     value_column = find_column(columns, "value") if kind == TRACK else None
     values, value_ok = meter_values(rows[value_column] if value_column else None, len(rows))

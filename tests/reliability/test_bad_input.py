@@ -52,28 +52,7 @@ ROWS = corpus_rows(NOW)
 METER_OF_TABLE = {TRACK_TABLE: EVENT_TEXT[TRACK_TABLE], TEXT_VALUE_TABLE: EVENT_TEXT[TEXT_VALUE_TABLE],
                   PAGES_TABLE: "page", HOSTILE_TABLE: EVENT_TEXT[HOSTILE_TABLE]}
 
-NAN_BUG = (
-    "Bug: a float NaN in a DOUBLE `value` column is billed as meterValue 1 instead of being rejected as "
-    "invalid_meter_value (mapping.md). Both reader paths build float64 columns, where NULL and NaN are the "
-    "same NaN (DuckDB: RecordBatch.to_pandas(); SQLAlchemy: DataFrame.from_records()), and "
-    "transform.meter_values() must then read every NaN as NULL (→ 1). Fix in reader.py: keep float "
-    "nullability — DuckDB: batch.to_pandas(types_mapper={pa.float64(): pd.ArrowDtype(pa.float64()), "
-    "pa.float32(): pd.ArrowDtype(pa.float32())}.get); SQLAlchemy path: rebuild float columns with "
-    "pa.array(values, type=pa.float64(), from_pandas=False).to_pandas(types_mapper=pd.ArrowDtype) — NULL "
-    "becomes <NA>, NaN stays NaN, and meter_values() already rejects a present NaN for extension dtypes. "
-    "(pd.Float64Dtype is not enough under pandas 3: it masks NaN as NA.) Verified: with that reader patch "
-    "this test passes and tests/unit + tests/integration stay green."
-)
-TOO_OLD_MISSING = (
-    "Missing feature: an event time older than Amberflo's 60-day history horizon is sent (Amberflo "
-    "refuses it without support) instead of being rejected with its own reason. Needed: config key "
-    "`max_event_age_days` (default 60; null/0 = no limit; validated like the other keys in config.py), "
-    "passed to transform.to_meter_records(…, now=run start, max_event_age=…); rows whose event time "
-    "(timestamp, else received_at) is before `run start − max_event_age_days` are rejected with reason "
-    "code `event_too_old` (new constant in transform.py, listed in README/mapping.md); the cut-off is "
-    "computed once per run from RunStats.started_at so every chunk of a run agrees."
-)
-KNOWN_GAPS = {"value-nan": NAN_BUG, "time-61-days": TOO_OLD_MISSING}
+KNOWN_GAPS: dict[str, str] = {}
 
 
 def ms(moment: dt.datetime) -> int:
@@ -390,9 +369,8 @@ def test_a_table_dropped_between_runs_is_skipped_without_error(fresh_corpus: tup
 
 
 # --------------------------------------------------------------------------------------------------
-# the 60-day horizon setting (missing feature)
+# the 60-day horizon setting
 # --------------------------------------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason=TOO_OLD_MISSING)
 def test_max_event_age_days_setting_lets_older_events_through(tmp_path: Path) -> None:
     """With ``max_event_age_days: 90`` (Amberflo support enabled older history), a 61-day-old event is
     billed instead of rejected."""
