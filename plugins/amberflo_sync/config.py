@@ -129,6 +129,7 @@ class SyncConfig:
     fan_out: FanOutConfig = field(default_factory=FanOutConfig)
     progress_every_seconds: float = 10.0
     max_event_age_days: float | None = 60.0
+    rejected_max_attempts: int = 10
 
     def __post_init__(self) -> None:
         if not self.source_schemas:
@@ -186,7 +187,7 @@ def config_from_dict(raw: dict[str, Any], *, config_dir: Path | None = None) -> 
         kwargs["fan_out"] = _fan_out(raw["fan_out"] or {})
     if "overlap_hours" in raw:
         kwargs["overlap"] = dt.timedelta(hours=_number(raw["overlap_hours"], "overlap_hours"))
-    for key in ("chunk_rows", "batch_size", "dry_run_records"):
+    for key in ("chunk_rows", "batch_size", "dry_run_records", "rejected_max_attempts"):
         if key in raw:
             kwargs[key] = int(_number(raw[key], key))
     if "max_event_age_days" in raw:

@@ -171,6 +171,8 @@ def sync_stream(
                 stats.read += read
                 stats.duplicates += batch.duplicates
                 stats.rejected += batch.rejected_count
+                if batch.rejected_count:
+                    _count_reasons(stats, batch.rejected["reason"].tolist())
                 if dry_run is not None:
                     dry_run.take(batch.rendered)
                     stats.sent += len(batch.rendered)
@@ -191,6 +193,12 @@ def sync_stream(
                         stats.read / max(now - started, 1e-9),
                     )
             stats.sent += sender.finish()
+        drain = getattr(send, "drain_rejected", None)
+        if drain is not None:  # records Amberflo refused, isolated by amberflo_sync.isolation
+            refused = drain()
+            stats.rejected += len(refused)
+            rejected.extend(refused)
+            _count_reasons(stats, [r["reason"] for r in refused])
         _flush_rejected(state, stream, rejected)
         if not stats.balanced:
             raise RuntimeError(f"{stream.key}: row accounting does not balance: {stats}")
@@ -390,6 +398,16 @@ class _Sender:
         finally:
             if self._timings is not None:
                 self._timings.add("send", time.perf_counter() - began)
+
+
+def _count_reasons(stats: RunStats, reasons: list[str]) -> None:
+    """Rejected rows by reason, shown in the run's summary line and ``sync_runs.details``."""
+    if not reasons:
+        return
+    counts = dict((stats.details or {}).get("rejected_by_reason") or {})
+    for reason in reasons:
+        counts[reason] = counts.get(reason, 0) + 1
+    stats.details = {**(stats.details or {}), "rejected_by_reason": dict(sorted(counts.items()))}
 
 
 def _min_event_millis(config: SyncConfig, stats: RunStats, allow_old_events: bool) -> int | None:

@@ -14,7 +14,7 @@ import logging
 import time
 
 from amberflo_sync.config import SyncConfig
-from amberflo_sync.customer_writer import CustomerWriter
+from amberflo_sync.customer_writer import AMBERFLO_REJECTED_CUSTOMER, CustomerWriter
 from amberflo_sync.customers import group_updates, identify_updates, latest_updates
 from amberflo_sync.events_sync import DryRun, plan_window
 from amberflo_sync.reader import EventStream, WarehouseReader
@@ -81,6 +81,11 @@ def sync_identifies(
             if len(parts) >= 8:  # keep memory bounded by the customers in the window, not its rows
                 parts = [latest_updates(parts)]
         stats.sent = stats.read - stats.skipped - stats.duplicates
+        retry = {
+            str(r["row_id"]) for r in state.rejected_rows(stream.key)
+            if r["reason"] == AMBERFLO_REJECTED_CUSTOMER and r["attempts"] < config.rejected_max_attempts
+        }
+        customers |= retry  # customers Amberflo refused before are tried again (they have no stored state)
         updates = group_updates(latest_updates(parts))
         log.info("%s: %d rows → %d customers to check", stream.key, stats.read, len(customers))
         if dry_run is not None:
@@ -95,6 +100,8 @@ def sync_identifies(
             stats.rejected = len(result.rejected)
             if result.rejected:
                 state.record_rejected(stream.key, result.rejected)
+            refused_again = {str(r["id"]) for r in result.rejected}
+            state.resolve_rejected(stream.key, retry - refused_again, [AMBERFLO_REJECTED_CUSTOMER])
             stats.details = result.details()
             if window.upper is not None:
                 state.set_watermark(stream.key, window.upper, run_id=run_id)

@@ -217,6 +217,23 @@ class WarehouseReader:
             template, params = self._window_select(stream, window, names, row_id=None)
             yield from self._stream_sqlalchemy(template, params)
 
+    def extract_ids(self, stream: EventStream, ids: list[str]) -> Iterator[pd.DataFrame]:
+        """The rows of ``stream`` whose ``id`` is one of ``ids`` (to retry or replay rejected rows)."""
+        columns = [c.name for c in self.columns(stream.schema, stream.table)]
+        id_column = find_column(columns, "id")
+        if id_column is None or not ids:
+            return
+        select = ", ".join(self._quote(c) for c in columns)
+        template = f"SELECT {select} FROM {self._table(stream)} WHERE {self._quote(id_column)} IN {_param('ids')}"
+        sql = sa.text(_bind(_escape_colons(template), {"ids": None}, ":{}")).bindparams(
+            sa.bindparam("ids", expanding=True))
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 1000):
+                result = conn.execute(sql, {"ids": list(ids[start : start + 1000])})
+                rows = [tuple(r) for r in result]
+                if rows:
+                    yield _keep_float_nulls(pd.DataFrame.from_records(rows, columns=list(result.keys())), rows)
+
     def count_window(self, stream: EventStream, window: Window) -> tuple[int, Any, Any]:
         """``(rows, MIN(cursor), MAX(cursor))`` inside ``window`` — what fan-out planning splits."""
         if not self.columns(stream.schema, stream.table):

@@ -65,7 +65,10 @@ class RunStats:
     def summary(self) -> str:
         """The one-line summary a task ends with."""
         rate = self.read / self.seconds if self.seconds > 0 else 0.0
-        extra = "".join(f" {k}={v}" for k, v in sorted((self.details or {}).items()))
+        extra = "".join(
+            f" {k}={','.join(f'{r}:{n}' for r, n in v.items()) if isinstance(v, dict) else v}"
+            for k, v in sorted((self.details or {}).items())
+        )
         return (
             f"{self.stream}: status={self.status} read={self.read} sent={self.sent} "
             f"duplicates={self.duplicates} rejected={self.rejected} skipped={self.skipped}{extra} "
@@ -246,6 +249,21 @@ class StateStore:
                     )
                 count += 1
         return count
+
+    def resolve_rejected(self, stream: str, row_ids: Iterable[str], reasons: Iterable[str]) -> int:
+        """Forget rejected rows that have now been sent (or re-rejected for another reason)."""
+        ids, reasons = list(dict.fromkeys(row_ids)), list(reasons)
+        if not ids or not reasons:
+            return 0
+        sql = sa.text(
+            f"DELETE FROM {self._rejected} WHERE stream = :stream AND row_id IN :ids AND reason IN :reasons"
+        ).bindparams(sa.bindparam("ids", expanding=True), sa.bindparam("reasons", expanding=True))
+        removed = 0
+        with self.engine.begin() as conn:
+            for start in range(0, len(ids), 1000):
+                removed += conn.execute(sql, {"stream": stream, "ids": ids[start : start + 1000],
+                                              "reasons": reasons}).rowcount or 0
+        return removed
 
     def rejected_rows(self, stream: str | None = None) -> list[dict[str, Any]]:
         sql = f"SELECT stream, row_id, reason, row_json, first_seen, last_seen, attempts FROM {self._rejected}"

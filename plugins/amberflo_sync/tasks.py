@@ -15,6 +15,9 @@ from typing import Any
 
 from amberflo_sync.config import SyncConfig, load_config
 from amberflo_sync.events_sync import DryRun, stats_to_dict, sync_stream
+from amberflo_sync.isolation import IsolatingSender
+from amberflo_sync.planning import INCREMENTAL
+from amberflo_sync.rejected_retry import retry_rejected
 from amberflo_sync.reader import EventStream, WarehouseReader, create_engine
 from amberflo_sync.state import StateStore
 
@@ -88,11 +91,13 @@ def run_event_stream(
     from amberflo_sync.hooks import AmberfloHook
 
     with AmberfloHook(amberflo_conn_id, batch_size=config.batch_size).get_client() as client:
+        send = IsolatingSender(client.ingest_records)
+        retry_rejected(event_stream, reader=runtime.reader, state=runtime.state, send=send, config=config)
         stats = sync_stream(
             event_stream,
             reader=runtime.reader,
             state=runtime.state,
-            send=client.ingest_records,
+            send=send,
             config=config,
             run_id=run_id,
         )
@@ -303,10 +308,18 @@ def run_event_slices(
             results.append(stats_to_dict(stats) | {"slice": part.key, "worker": worker})
             continue
         with AmberfloHook(amberflo_conn_id, batch_size=runtime.config.batch_size).get_client() as client:
-            stats = sync_stream(part.stream, reader=runtime.reader, state=runtime.state, send=client.ingest_records,
+            send = IsolatingSender(client.ingest_records)
+            retried = None
+            if part.mode == INCREMENTAL and part.index == 0:  # once per stream and run
+                retried = retry_rejected(part.stream, reader=runtime.reader, state=runtime.state, send=send,
+                                         config=runtime.config)
+            stats = sync_stream(part.stream, reader=runtime.reader, state=runtime.state, send=send,
                                 config=runtime.config, run_id=slice_run, window=part.window, move_watermark=False,
                                 allow_old_events=bool(params.get("allow_older_than_60_days")))
             stats.details = {**(stats.details or {}), "slice": part.key, "mode": part.mode, "worker": worker}
+            if retried is not None and retried.tried:
+                stats.details["rejected_retried"] = retried.tried
+                stats.details["rejected_resolved"] = retried.sent
             runtime.state.record_run(stats)
             results.append(stats_to_dict(stats) | {"slice": part.key, "worker": worker,
                                                    "http_requests": client.stats.requests,

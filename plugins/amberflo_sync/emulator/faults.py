@@ -54,6 +54,9 @@ class FaultConfig:
     :param outage_seconds: for this long after the faults are set, every API request gets 503.
     :param wrong_key_seconds: for this long after the faults are set, every API request gets 401 (a
         rotated key); checked before the outage.
+    :param refuse_customers: customer ids whose meter records are answered 400 ("customer ... does
+        not exist"), like an Amberflo account that refuses meters of unknown customers; the whole
+        request is refused, so a client must isolate the record to send the rest.
     :param seed: seed of the random draws, so that a run can be replayed.
 
     The six rates are fractions of the same draw and must add up to at most 1.
@@ -70,6 +73,7 @@ class FaultConfig:
     rate_drop: float = 0.0
     outage_seconds: float = 0.0
     wrong_key_seconds: float = 0.0
+    refuse_customers: tuple[str, ...] = ()
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -117,6 +121,9 @@ class FaultConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown fault setting(s): {', '.join(unknown)}")
+        data = dict(data)
+        if "refuse_customers" in data:
+            data["refuse_customers"] = tuple(data["refuse_customers"] or ())
         return cls(**data)
 
 

@@ -387,6 +387,11 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             data = decompress(body, self.headers.get("Content-Encoding"))
             batch = validate_meter_records(meter_records_of(parse_json(data)))
+            refused = self.server.state.injector.config.refuse_customers
+            if refused:
+                for index, customer in enumerate(batch.customer_ids):
+                    if customer in refused:
+                        raise RecordError(index, "customerId", "this customer does not exist")
         except PayloadError as error:
             return error.status, _error(str(error)), _JSON, None
         except RecordError as error:
