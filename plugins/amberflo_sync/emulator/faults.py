@@ -107,7 +107,9 @@ class FaultConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as a JSON-ready dict (``GET /__emulator/faults``)."""
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        data["refuse_customers"] = list(self.refuse_customers)  # JSON has lists, not tuples
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FaultConfig:
