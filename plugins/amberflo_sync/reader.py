@@ -468,8 +468,13 @@ def _keep_float_nulls(frame: pd.DataFrame, rows: list[Any]) -> pd.DataFrame:
         return frame
     columns = list(zip(*rows))
     for i in floats:
+        values = columns[i]
+        if any(type(v) is int for v in values):
+            # a BIGINT column with NULLs (pandas made it float64): Arrow refuses ints beyond 2**53
+            # as float64, so convert them the way pandas did (correctly rounded)
+            values = [v if v is None or isinstance(v, float) else float(v) for v in values]
         frame[frame.columns[i]] = pd.Series(
-            pa.array(columns[i], type=pa.float64(), from_pandas=False), dtype=pd.ArrowDtype(pa.float64()),
+            pa.array(values, type=pa.float64(), from_pandas=False), dtype=pd.ArrowDtype(pa.float64()),
             index=frame.index)
     return frame
 

@@ -1,0 +1,54 @@
+"""Our side of a case: the events sync exactly as the DAG task runs it.
+
+``sync_stream`` for every event table, with a :class:`WarehouseReader`, a SQLite
+:class:`StateStore` and ``AmberfloClient(...).ingest_records`` as the sender, default
+:class:`SyncConfig` (chunk and batch sizes as shipped). Stage busy-times come from the optional
+:class:`~amberflo_sync.events_sync.StageTimings` and the client's own counters.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from amberflo_sync.client import AmberfloClient, ClientSettings
+from amberflo_sync.config import SyncConfig
+from amberflo_sync.events_sync import StageTimings, sync_stream
+from amberflo_sync.reader import WarehouseReader, create_engine
+from amberflo_sync.state import StateStore
+
+
+def run_events_sync(warehouse_url: str, sink_url: str, api_key: str, state_path: str, schema: str,
+                    client_overrides: dict[str, Any] | None = None, **config_overrides: Any) -> dict[str, Any]:
+    """Sync every event table of ``schema``; returns counts, seconds and stage timings.
+
+    :param client_overrides: :class:`ClientSettings` fields to change (e.g. ``gzip_level``) —
+        none by default, so the client runs with the settings the DAG would use.
+    :param config_overrides: :class:`SyncConfig` fields to change (e.g. ``batch_size``).
+    """
+    config = SyncConfig(source_schemas=(schema,), **config_overrides)
+    reader = WarehouseReader(create_engine(warehouse_url, read_only=True), chunk_rows=config.chunk_rows)
+    state = StateStore.from_url(f"sqlite:///{state_path}")
+    state.create()
+    timings = StageTimings()
+    totals = {"read": 0, "sent": 0, "duplicates": 0, "rejected": 0, "skipped": 0}
+    settings = ClientSettings(base_url=sink_url, api_key=api_key, batch_size=config.batch_size,
+                              **(client_overrides or {}))
+    started = time.perf_counter()
+    with AmberfloClient(settings) as client:
+        for stream in reader.event_streams(config.source_schemas, config.events):
+            stats = sync_stream(stream, reader=reader, state=state, send=client.ingest_records,
+                                config=config, run_id="bench", timings=timings)
+            assert stats.balanced and stats.status == "success", stats
+            for key in totals:
+                totals[key] += getattr(stats, key)
+        seconds = time.perf_counter() - started
+        client_stats = client.stats
+    reader.engine.dispose()
+    state.engine.dispose()
+    stages = timings.as_dict()
+    stages["serialize"] = client_stats.serialize_seconds
+    stages["sender_wall"] = stages.pop("send")
+    stages["send"] = client_stats.send_seconds
+    return {"seconds": seconds, "rows": totals["read"], "counts": totals, "stages": stages,
+            "requests": client_stats.requests}
