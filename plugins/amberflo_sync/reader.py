@@ -484,6 +484,10 @@ def _arrow_floats(arrow_type: pa.DataType) -> pd.ArrowDtype | None:
     ``value``: bill 1) from NaN (a present, non-finite ``value``: reject) — both would be NaN."""
     if pa.types.is_floating(arrow_type):
         return pd.ArrowDtype(arrow_type)
+    if pa.types.is_integer(arrow_type):
+        # a NumPy int column with a NULL becomes float64: values above 2**53 would then print with
+        # other digits in chunks that hold a NULL — the same row must always give the same bytes
+        return pd.Int64Dtype() if arrow_type.bit_width <= 64 and pa.types.is_signed_integer(arrow_type) else None
     return None
 
 

@@ -169,3 +169,13 @@ def test_table_without_cursor_column_is_read_whole_and_not_double_billed(harness
 def test_missing_table_is_not_an_error(harness):
     stats = harness.sync("never_existed")
     assert (stats.status, stats.read) == ("success", 0)
+
+
+def test_big_integers_keep_every_digit_even_next_to_nulls(harness):
+    """A BIGINT column with a NULL must not go through float64: 2**60 + 1 would print as 2**60."""
+    frame = event_rows(2, event_text="ApiCalls")
+    frame["bytes"] = pd.array([2**60 + 1, None], dtype="Int64")
+    harness.warehouse.write("prod", "api_calls", frame)
+    harness.sync("api_calls")
+    dims = {r["uniqueId"]: r.get("dimensions", {}) for r in harness.records()}
+    assert dims["m-0"] == {"bytes": "1152921504606846977"} and dims["m-1"] == {}
