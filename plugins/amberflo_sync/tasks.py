@@ -55,58 +55,6 @@ def build_runtime(config: SyncConfig | None = None, warehouse_url: str | None = 
     return Runtime(config, reader, state)
 
 
-def discover_event_streams(runtime: Runtime | None = None) -> list[dict[str, str]]:
-    """The streams the events DAG maps over (``[{"key", "schema", "table", "kind"}]``)."""
-    runtime = runtime or build_runtime()
-    streams = runtime.reader.event_streams(runtime.config.source_schemas, runtime.config.events)
-    log.info("discovered %d event streams: %s", len(streams), ", ".join(s.key for s in streams) or "none")
-    return [{"key": s.key, "schema": s.schema, "table": s.table, "kind": s.kind} for s in streams]
-
-
-def run_event_stream(
-    stream: dict[str, str],
-    *,
-    run_id: str,
-    params: dict[str, Any] | None = None,
-    runtime: Runtime | None = None,
-    amberflo_conn_id: str = "amberflo_default",
-) -> dict[str, Any]:
-    """Sync one stream; returns its ``sync_runs`` row as a dict."""
-    params = params or {}
-    runtime = runtime or build_runtime()
-    config = runtime.config
-    event_stream = EventStream(stream["schema"], stream["table"], stream["kind"])
-    if params.get("dry_run"):
-        dry_run = _dry_run(config, params, run_id, event_stream)
-        stats = sync_stream(
-            event_stream,
-            reader=runtime.reader,
-            state=runtime.state,
-            send=_refuse_to_send,
-            config=config,
-            run_id=run_id,
-            dry_run=dry_run,
-        )
-        return stats_to_dict(stats)
-    from amberflo_sync.hooks import AmberfloHook
-
-    with AmberfloHook(amberflo_conn_id, batch_size=config.batch_size).get_client() as client:
-        send = IsolatingSender(client.ingest_records)
-        retry_rejected(event_stream, reader=runtime.reader, state=runtime.state, send=send, config=config)
-        stats = sync_stream(
-            event_stream,
-            reader=runtime.reader,
-            state=runtime.state,
-            send=send,
-            config=config,
-            run_id=run_id,
-        )
-        result = stats_to_dict(stats)
-        result["http_requests"] = client.stats.requests
-        result["http_retries"] = client.stats.retries
-    return result
-
-
 def discover_identify_streams(runtime: Runtime | None = None) -> list[dict[str, str]]:
     """``<source>.identifies`` streams the identify DAG maps over."""
     from amberflo_sync.identifies_sync import identify_streams
