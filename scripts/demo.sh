@@ -36,10 +36,14 @@ echo "    listening on $AMBERFLO_URL"
 export AIRFLOW_CONN_SEGMENT_WAREHOUSE="{\"conn_type\": \"generic\", \"extra\": {\"sqlalchemy_url\": \"duckdb:///$DEMO/warehouse.duckdb\"}}"
 export AIRFLOW_CONN_AMBERFLO_DEFAULT="{\"conn_type\": \"amberflo\", \"host\": \"$AMBERFLO_URL\", \"password\": \"$API_KEY\"}"
 
-echo "==> airflow dags test segment_events_to_amberflo (log: $DEMO/dags-test.log)"
-if ! "$PY" -m airflow dags test segment_events_to_amberflo > "$DEMO/dags-test.log" 2>&1; then
-  tail -80 "$DEMO/dags-test.log"; echo "the DAG run failed (full log: $DEMO/dags-test.log)"; exit 1
-fi
+: > "$DEMO/dags-test.log"
+# customers first (identify calls, then Engage audiences), then their meters
+for dag in segment_identifies_to_amberflo engage_audiences_to_amberflo segment_events_to_amberflo; do
+  echo "==> airflow dags test $dag (log: $DEMO/dags-test.log)"
+  if ! "$PY" -m airflow dags test "$dag" >> "$DEMO/dags-test.log" 2>&1; then
+    tail -80 "$DEMO/dags-test.log"; echo "the $dag run failed (full log: $DEMO/dags-test.log)"; exit 1
+  fi
+done
 echo "==> Task summaries"
 grep -oE "[A-Za-z0-9_.]+: status=[a-z_]+ [^[]*|[0-9]+ streams: read=[^[]*" "$DEMO/dags-test.log" | sort -u | sed 's/^/    /' || true
 
