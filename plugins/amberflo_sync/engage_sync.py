@@ -33,7 +33,7 @@ from amberflo_sync.engage import (
 from amberflo_sync.events_sync import DryRun, plan_window
 from amberflo_sync.identifies_sync import CUSTOMERS_LOCK, _json
 from amberflo_sync.reader import EventStream, WarehouseReader, Window
-from amberflo_sync.state import RunStats, StateStore
+from amberflo_sync.state import RunStats, StateStore, recorded_run
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +96,10 @@ def sync_engage_space(
     lock_timeout: float = 3600.0,
 ) -> RunStats:
     """Send the audience and trait changes of one space; see the module docstring."""
-    started = time.monotonic()
     stats = RunStats(run_id=run_id, stream=space.key, started_at=dt.datetime.now(dt.timezone.utc))
     keys = KeyFilter(config.engage.include, config.engage.exclude)
     log.info("%s: %s-shaped Engage space%s", space.key, space.shape, " [dry run]" if dry_run else "")
-    try:
+    with recorded_run(state, stats, record=dry_run is None):
         if dry_run is not None:
             _sync(space, reader, state, writer, config, run_id, keys, stats, dry_run, full_resync)
             stats.status = "dry_run"
@@ -109,18 +108,6 @@ def sync_engage_space(
             with state.lock(CUSTOMERS_LOCK, holder=f"{run_id}:{space.key}", timeout=lock_timeout):
                 _sync(space, reader, state, writer, config, run_id, keys, stats, None, full_resync)
             stats.status = "success"
-    except BaseException as exc:
-        stats.status = "failed"
-        stats.error = f"{type(exc).__name__}: {exc}"[:2000]
-        _finish(stats, started)
-        if dry_run is None:
-            state.record_run(stats)
-        log.error("%s", stats.summary())
-        raise
-    _finish(stats, started)
-    if dry_run is None:
-        state.record_run(stats)
-    log.info("%s", stats.summary())
     return stats
 
 
@@ -207,8 +194,3 @@ def _track_events(space: EngageSpace, reader: WarehouseReader, state: StateStore
     stats.sent = stats.read
     known = {cid: s.values for cid, s in state.load_customers(updates["customer_id"].unique().tolist()).items()}
     return drop_unneeded_exits(updates, known), marks
-
-
-def _finish(stats: RunStats, started: float) -> None:
-    stats.seconds = time.monotonic() - started
-    stats.finished_at = dt.datetime.now(dt.timezone.utc)

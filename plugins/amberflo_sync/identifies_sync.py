@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
 
 from amberflo_sync.config import SyncConfig
 from amberflo_sync.customer_writer import AMBERFLO_REJECTED_CUSTOMER, CustomerWriter
 from amberflo_sync.customers import group_updates, identify_updates, latest_updates
 from amberflo_sync.events_sync import DryRun, plan_window
 from amberflo_sync.reader import EventStream, WarehouseReader
-from amberflo_sync.state import RunStats, StateStore, encode_cursor
+from amberflo_sync.state import RunStats, StateStore, encode_cursor, recorded_run
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +58,6 @@ def sync_identifies(
         applied to customer records, ``rejected`` = customers Amberflo refused; ``details`` holds
         customers created/updated/unchanged.
     """
-    started = time.monotonic()
     stats = RunStats(run_id=run_id, stream=stream.key, started_at=dt.datetime.now(dt.timezone.utc))
     window = plan_window(reader, state, stream, config)
     if full_resync:
@@ -68,7 +66,7 @@ def sync_identifies(
     stats.window_upper = None if window.upper is None else encode_cursor(window.upper)
     log.info("%s: reading identifies in (%s, %s]%s", stream.key, stats.window_lower or "beginning",
              stats.window_upper or "end", " [dry run]" if dry_run else "")
-    try:
+    with recorded_run(state, stats, record=dry_run is None):
         parts = []
         customers: set[str] = set()
         for chunk in reader.extract_window(stream, window):
@@ -106,20 +104,6 @@ def sync_identifies(
             if window.upper is not None:
                 state.set_watermark(stream.key, window.upper, run_id=run_id)
             stats.status = "success"
-    except BaseException as exc:
-        stats.status = "failed"
-        stats.error = f"{type(exc).__name__}: {exc}"[:2000]
-        stats.seconds = time.monotonic() - started
-        stats.finished_at = dt.datetime.now(dt.timezone.utc)
-        if dry_run is None:
-            state.record_run(stats)
-        log.error("%s", stats.summary())
-        raise
-    stats.seconds = time.monotonic() - started
-    stats.finished_at = dt.datetime.now(dt.timezone.utc)
-    if dry_run is None:
-        state.record_run(stats)
-    log.info("%s", stats.summary())
     return stats
 
 

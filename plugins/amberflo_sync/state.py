@@ -76,6 +76,35 @@ class RunStats:
         )
 
 
+@contextmanager
+def recorded_run(state: StateStore, stats: RunStats, *, record: bool = True) -> Iterator[RunStats]:
+    """Time a run, then write its ``sync_runs`` row (failed or not) and log its summary line.
+
+    The body sets ``stats.status`` on success; an exception marks the run ``failed`` with the error
+    (API keys never reach it: the client scrubs them) and is re-raised after the row is written.
+
+    :param record: False for dry runs, which write nothing.
+    """
+    started = time.monotonic()
+
+    def close() -> None:
+        stats.seconds = time.monotonic() - started
+        stats.finished_at = dt.datetime.now(dt.timezone.utc)
+        if record:
+            state.record_run(stats)
+
+    try:
+        yield stats
+    except BaseException as exc:
+        stats.status = "failed"
+        stats.error = f"{type(exc).__name__}: {exc}"[:2000]
+        close()
+        log.error("%s", stats.summary())
+        raise
+    close()
+    log.info("%s", stats.summary())
+
+
 def encode_cursor(value: Any) -> str:
     """A cursor value as text that :func:`decode_cursor` turns back into the same value."""
     if isinstance(value, dt.datetime):

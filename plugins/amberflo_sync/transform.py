@@ -28,6 +28,7 @@ from pandas.core.dtypes.cast import maybe_box_native
 
 from amberflo_sync.formatting import (
     ARROW_TEXT,
+    TEXT,
     column_text,
     concat_text,
     float_repr_text,
