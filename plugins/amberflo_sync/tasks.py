@@ -88,24 +88,36 @@ def run_identify_stream(
     amberflo_conn_id: str = "amberflo_default",
 ) -> dict[str, Any]:
     """Sync one identifies table into Amberflo customers; returns its ``sync_runs`` row."""
-    from amberflo_sync.hooks import AmberfloHook
     from amberflo_sync.identifies_sync import sync_identifies
+
+    event_stream = EventStream(stream["schema"], stream["table"], stream["kind"])
+    return _run_customer_sync(sync_identifies, event_stream, event_stream, run_id=run_id, params=params,
+                              runtime=runtime, amberflo_conn_id=amberflo_conn_id)
+
+
+def _run_customer_sync(
+    sync: Any,
+    target: Any,
+    dry_run_stream: EventStream,
+    *,
+    run_id: str,
+    params: dict[str, Any] | None,
+    runtime: Runtime | None,
+    amberflo_conn_id: str,
+) -> dict[str, Any]:
+    """Run a customer sync (identifies or Engage) the one way both run: a dry run needs no client;
+    otherwise one pooled client, whose request counts join the ``sync_runs`` row returned."""
+    from amberflo_sync.hooks import AmberfloHook
 
     params = params or {}
     runtime = runtime or build_runtime()
-    event_stream = EventStream(stream["schema"], stream["table"], stream["kind"])
-    full_resync = bool(params.get("full_resync"))
+    common = {"reader": runtime.reader, "state": runtime.state, "config": runtime.config, "run_id": run_id,
+              "full_resync": bool(params.get("full_resync"))}
     if params.get("dry_run"):
-        dry_run = _dry_run(runtime.config, params, run_id, event_stream)
-        stats = sync_identifies(event_stream, reader=runtime.reader, state=runtime.state,
-                                writer=customer_writer(runtime, None), config=runtime.config, run_id=run_id,
-                                dry_run=dry_run, full_resync=full_resync)
-        return stats_to_dict(stats)
+        dry_run = _dry_run(runtime.config, params, run_id, dry_run_stream)
+        return stats_to_dict(sync(target, writer=customer_writer(runtime, None), dry_run=dry_run, **common))
     with AmberfloHook(amberflo_conn_id).get_client() as client:
-        stats = sync_identifies(event_stream, reader=runtime.reader, state=runtime.state,
-                                writer=customer_writer(runtime, client), config=runtime.config, run_id=run_id,
-                                full_resync=full_resync)
-        result = stats_to_dict(stats)
+        result = stats_to_dict(sync(target, writer=customer_writer(runtime, client), **common))
         result["http_requests"] = client.stats.requests
         result["http_retries"] = client.stats.retries
     return result
@@ -132,26 +144,10 @@ def run_engage_space(
 ) -> dict[str, Any]:
     """Sync one Engage space's audiences and traits; returns its ``sync_runs`` row."""
     from amberflo_sync.engage_sync import EngageSpace, sync_engage_space
-    from amberflo_sync.hooks import AmberfloHook
 
-    params = params or {}
-    runtime = runtime or build_runtime()
     engage_space = EngageSpace(space["schema"], space["shape"])
-    full_resync = bool(params.get("full_resync"))
-    if params.get("dry_run"):
-        dry_run = _dry_run(runtime.config, params, run_id, EventStream(engage_space.schema, "users", "engage"))
-        stats = sync_engage_space(engage_space, reader=runtime.reader, state=runtime.state,
-                                  writer=customer_writer(runtime, None), config=runtime.config, run_id=run_id,
-                                  dry_run=dry_run, full_resync=full_resync)
-        return stats_to_dict(stats)
-    with AmberfloHook(amberflo_conn_id).get_client() as client:
-        stats = sync_engage_space(engage_space, reader=runtime.reader, state=runtime.state,
-                                  writer=customer_writer(runtime, client), config=runtime.config, run_id=run_id,
-                                  full_resync=full_resync)
-        result = stats_to_dict(stats)
-        result["http_requests"] = client.stats.requests
-        result["http_retries"] = client.stats.retries
-    return result
+    return _run_customer_sync(sync_engage_space, engage_space, EventStream(engage_space.schema, "users", "engage"),
+                              run_id=run_id, params=params, runtime=runtime, amberflo_conn_id=amberflo_conn_id)
 
 
 def customers_ready(context: Any, identify_dag_id: str = "segment_identifies_to_amberflo") -> bool:
