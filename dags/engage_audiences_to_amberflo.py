@@ -68,7 +68,7 @@ def engage_audiences_to_amberflo() -> None:
 
         context = get_current_context()
         context["space_key"] = space["key"]  # type: ignore[typeddict-unknown-key]
-        return run_engage_space(space, run_id=context["run_id"], params=dict(context["params"]))
+        return run_engage_space(space, context)
 
     @task
     def summarize(results: list[dict]) -> str:

@@ -55,7 +55,9 @@ password = API key). Config: `config/amberflo_sync.yaml` or `$AMBERFLO_SYNC_CONF
     schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
     catchup=False,
-    max_active_runs=1,
+    # Runs may overlap (a manual run while a scheduled one waits for customers): each plans its own
+    # windows in the ledger, re-sent records are byte-identical and watermarks never move backwards.
+    max_active_runs=int(os.environ.get("AMBERFLO_SYNC_MAX_ACTIVE_RUNS", "3")),
     doc_md=DOC_MD,
     tags=["segment", "amberflo", "billing"],
     default_args={
@@ -79,8 +81,8 @@ def segment_events_to_amberflo() -> None:
 
         return PokeReturnValue(is_done=customers_ready(get_current_context()))
 
-    @task
-    def plan_slices() -> list[list[dict]]:
+    @task(multiple_outputs=True)
+    def plan_slices() -> dict:
         from amberflo_sync.tasks import plan_event_slices
 
         return plan_event_slices(get_current_context())
@@ -91,19 +93,21 @@ def segment_events_to_amberflo() -> None:
 
         context = get_current_context()
         context["slice_keys"] = ", ".join(s["key"] for s in unit)  # type: ignore[typeddict-unknown-key]
-        return run_event_slices(unit, run_id=context["run_id"], params=dict(context["params"]))
+        return run_event_slices(unit, context)
 
     @task(trigger_rule="all_done")
-    def finish(units: list[list[dict]]) -> str:
+    def finish() -> str:
         from amberflo_sync.tasks import finish_event_run
 
         context = get_current_context()
-        return finish_event_run(units, run_id=context["run_id"], params=dict(context["params"]))
+        # pulled, not passed: a plan that failed leaves nothing, and finish must then fail the run
+        return finish_event_run(context["ti"].xcom_pull(task_ids="plan_slices"), context)
 
-    units = plan_slices()
-    wait_for_customers() >> units
-    synced = sync_slices.expand(unit=units)
-    synced >> finish(units)
+    plan = plan_slices()
+    wait_for_customers() >> plan
+    done = finish()
+    sync_slices.expand(unit=plan["units"]) >> done
+    plan >> done
 
 
 segment_events_to_amberflo()

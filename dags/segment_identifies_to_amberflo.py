@@ -69,7 +69,7 @@ def segment_identifies_to_amberflo() -> None:
 
         context = get_current_context()
         context["stream_key"] = stream["key"]  # type: ignore[typeddict-unknown-key]
-        return run_identify_stream(stream, run_id=context["run_id"], params=dict(context["params"]))
+        return run_identify_stream(stream, context)
 
     @task
     def summarize(results: list[dict]) -> str:

@@ -1,6 +1,6 @@
 """Our side of a case: the events sync exactly as the DAG task runs it.
 
-``sync_stream`` for every event table, with a :class:`WarehouseReader`, a SQLite
+the events DAG's plan → slices → finish path for every event table, with a :class:`WarehouseReader`, a SQLite
 :class:`StateStore` and ``AmberfloClient(...).ingest_records`` as the sender, default
 :class:`SyncConfig` (chunk and batch sizes as shipped). Stage busy-times come from the optional
 :class:`~amberflo_sync.events_sync.StageTimings` and the client's own counters.
@@ -13,7 +13,10 @@ from typing import Any
 
 from amberflo_sync.client import AmberfloClient, ClientSettings
 from amberflo_sync.config import SyncConfig
-from amberflo_sync.events_sync import StageTimings, sync_stream
+from amberflo_sync.events_run import finish_run, plan_run, run_slices
+from amberflo_sync.events_sync import StageTimings
+from amberflo_sync.ledger import Ledger
+from amberflo_sync.run_kinds import RunRules
 from amberflo_sync.reader import WarehouseReader, create_engine
 from amberflo_sync.state import StateStore
 
@@ -34,16 +37,25 @@ def run_events_sync(warehouse_url: str, sink_url: str, api_key: str, state_path:
     totals = {"read": 0, "sent": 0, "duplicates": 0, "rejected": 0, "skipped": 0}
     settings = ClientSettings(base_url=sink_url, api_key=api_key, batch_size=config.batch_size,
                               **(client_overrides or {}))
+    ledger = Ledger(state)
+    rules = RunRules("manual")
+    statements_before = getattr(reader, "statements", 0)
     started = time.perf_counter()
     with AmberfloClient(settings) as client:
-        for stream in reader.event_streams(config.source_schemas, config.events):
-            stats = sync_stream(stream, reader=reader, state=state, send=client.ingest_records,
-                                config=config, run_id="bench", timings=timings)
-            assert stats.balanced and stats.status == "success", stats
-            for key in totals:
-                totals[key] += getattr(stats, key)
+        # the DAG's own path: plan → every slice → finish (one process here)
+        plan = plan_run(reader, ledger, config, rules, run_id="bench")
+        for unit in plan.units:
+            run_slices(unit, reader=reader, ledger=ledger, config=config, rules=rules, run_id="bench",
+                       sender=lambda: client.ingest_records, timings=timings)
+        finish_run(plan.to_xcom(), ledger=ledger, config=config, rules=rules)
+        for run in ledger.runs(run_id="bench"):
+            assert run["status"] == "success", run
+            for key, column in (("read", "rows_read"), ("sent", "rows_sent"), ("duplicates", "duplicates"),
+                                ("rejected", "rejected"), ("skipped", "skipped")):
+                totals[key] += int(run[column])
         seconds = time.perf_counter() - started
         client_stats = client.stats
+    totals["warehouse_statements"] = getattr(reader, "statements", 0) - statements_before
     reader.engine.dispose()
     state.engine.dispose()
     stages = timings.as_dict()

@@ -70,12 +70,15 @@ class CustomersConfig:
         list call instead of one ``GET`` each.
     :ivar create_in_stripe: create new customers with ``autoCreateCustomerInStripe=true``.
     :ivar wait_minutes: how long a scheduled events run waits for the identify run of its interval.
+    :ivar wait_for_paused: wait for the identify DAG even while it is paused (a run that may never
+        come); by default a paused identify DAG means "bill now" and the log says so.
     """
 
     concurrency: int = 0
     bulk_read_threshold: int = 200
     create_in_stripe: bool = False
     wait_minutes: float = 30.0
+    wait_for_paused: bool = False
 
 
 @dataclass(frozen=True)
@@ -224,6 +227,7 @@ def _customers(raw: dict[str, Any]) -> CustomersConfig:
         bulk_read_threshold=int(_number(raw.get("bulk_read_threshold", 200), "customers.bulk_read_threshold")),
         create_in_stripe=bool(raw.get("create_in_stripe", False)),
         wait_minutes=_number(raw.get("wait_minutes", 30), "customers.wait_minutes"),
+        wait_for_paused=bool(raw.get("wait_for_paused", False)),
     )
 
 

@@ -32,9 +32,10 @@ AMBERFLO_REJECTED_CUSTOMER = "amberflo_rejected_customer"
 class CustomerRejected(Exception):
     """Amberflo refused one customer (not retryable); the run goes on and records it as rejected."""
 
-    def __init__(self, rejected_row: dict[str, Any]) -> None:
+    def __init__(self, rejected_row: dict[str, Any], state: CustomerState) -> None:
         super().__init__(rejected_row["row"]["error"])
         self.rejected_row = rejected_row
+        self.state = state
 
 
 @dataclass
@@ -104,7 +105,8 @@ class CustomerWriter:
         for customer_id in ids:
             base = known.get(customer_id) or CustomerState(customer_id)
             merged = apply_updates(base, updates.get(customer_id, {}))
-            if customer_id in known and merged.fingerprint() == base.fingerprint():
+            # a stored state without a record was never accepted by Amberflo (refused): write it again
+            if customer_id in known and base.record is not None and merged.fingerprint() == base.fingerprint():
                 if merged.times != base.times:
                     touched.append(merged)
                 continue
@@ -165,6 +167,8 @@ class CustomerWriter:
                         future.result()
                     except CustomerRejected as exc:
                         result.rejected.append(exc.rejected_row)
+                        # its merged values are kept (without a record), so a retry sends the full record
+                        done.append(replace(exc.state, record=None))
         finally:
             # whatever was written is remembered, so a re-run does not write it again
             self.state.save_customers(done)
@@ -210,7 +214,8 @@ class CustomerWriter:
                 raise
             log.warning("customer %s rejected by Amberflo: %s", state.customer_id, exc.detail)
             raise CustomerRejected(
-                {"id": state.customer_id, "reason": AMBERFLO_REJECTED_CUSTOMER, "row": {"body": body, "error": exc.detail}}
+                {"id": state.customer_id, "reason": AMBERFLO_REJECTED_CUSTOMER, "row": {"body": body, "error": exc.detail}},
+                state,
             ) from exc
 
 

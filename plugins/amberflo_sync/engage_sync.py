@@ -9,7 +9,6 @@ records as identify traits, under the ``customers`` lock, so neither sync erases
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from amberflo_sync.config import SyncConfig
-from amberflo_sync.customer_writer import CustomerWriter, WriteResult
+from amberflo_sync.customer_writer import AMBERFLO_REJECTED_CUSTOMER, CustomerWriter
 from amberflo_sync.customers import group_updates, latest_updates
 from amberflo_sync.engage import (
     TRACK_TABLES,
@@ -30,14 +29,19 @@ from amberflo_sync.engage import (
     track_updates,
     user_values,
 )
-from amberflo_sync.events_sync import DryRun, plan_window
-from amberflo_sync.identifies_sync import CUSTOMERS_LOCK, _json
+from amberflo_sync.events_sync import DryRun
+from amberflo_sync.identifies_sync import _json, write_customers
+from amberflo_sync.ledger import Ledger, RunStats
+from amberflo_sync.planning import BACKFILL, INCREMENTAL, Slice, plan_window
 from amberflo_sync.reader import EventStream, WarehouseReader, Window
-from amberflo_sync.state import RunStats, StateStore, recorded_run
+from amberflo_sync.run_kinds import RunRules
+from amberflo_sync.state import StateStore
 
 log = logging.getLogger(__name__)
 
 IDENTIFY_SHAPE, TRACK_SHAPE = "identify", "track"
+#: Slice mode of an Engage space's own run (no watermark: a snapshot diff, or the track tables' slices).
+SNAPSHOT = "snapshot"
 
 
 @dataclass(frozen=True)
@@ -87,56 +91,56 @@ def sync_engage_space(
     space: EngageSpace,
     *,
     reader: WarehouseReader,
-    state: StateStore,
+    ledger: Ledger,
     writer: CustomerWriter,
     config: SyncConfig,
     run_id: str,
+    rules: RunRules | None = None,
     dry_run: DryRun | None = None,
     full_resync: bool = False,
     lock_timeout: float = 3600.0,
 ) -> RunStats:
-    """Send the audience and trait changes of one space; see the module docstring."""
-    stats = RunStats(run_id=run_id, stream=space.key, started_at=dt.datetime.now(dt.timezone.utc))
+    """Send the audience and trait changes of one space; see the module docstring.
+
+    The run is one plan in the ledger: a ``snapshot`` slice for the space and, for a track-shaped
+    space, one incremental slice per table whose watermark the ledger moves when the plan closes.
+    """
+    rules = rules or RunRules("manual", dry_run=dry_run is not None)
     keys = KeyFilter(config.engage.include, config.engage.exclude)
     log.info("%s: %s-shaped Engage space%s", space.key, space.shape, " [dry run]" if dry_run else "")
-    with recorded_run(state, stats, record=dry_run is None):
+    slices = [Slice(EventStream(space.schema, "users", "engage"), SNAPSHOT, Window(cursor=None))]
+    if space.shape == TRACK_SHAPE:
+        marks = ledger.watermarks()
+        tables = reader.tables(space.schema)
+        mode = INCREMENTAL if rules.moves_watermarks else BACKFILL
+        for table in TRACK_TABLES:
+            if table in tables:
+                stream = EventStream(space.schema, tables[table], "engage")
+                mark = None if full_resync else marks.get(stream.key)
+                window = plan_window(reader, None if mark is None else mark.value, stream, config)
+                slices.append(Slice(stream, mode, window))
+    with ledger.recorded_plan(run_id, rules.label, slices, stream=space.key, dry_run=dry_run is not None) as (_, stats):
+        if space.shape == IDENTIFY_SHAPE:
+            updates, new_fingerprints = _snapshot_diff(space, reader, writer.state, keys, stats, full_resync)
+        else:
+            updates = _track_events(space, reader, writer.state, [s for s in slices if s.mode != SNAPSHOT], keys,
+                                    stats)
+            new_fingerprints = {}
+        grouped = group_updates(updates)
+        stats.details = {"users_changed": len(grouped), "trait_updates": len(updates)}
         if dry_run is not None:
-            _sync(space, reader, state, writer, config, run_id, keys, stats, dry_run, full_resync)
+            result = writer.write(grouped, dry_run_limit=dry_run.limit)
+            dry_run.take([_json(body) for body in result.planned])
             stats.status = "dry_run"
             dry_run.finish(EventStream(space.schema, "users", "engage"))
-        else:
-            with state.lock(CUSTOMERS_LOCK, holder=f"{run_id}:{space.key}", timeout=lock_timeout):
-                _sync(space, reader, state, writer, config, run_id, keys, stats, None, full_resync)
-            stats.status = "success"
+            return stats
+        write_customers(space.key, grouped, set(), writer=writer, ledger=ledger, config=config, run_id=run_id,
+                        stats=stats, lock_timeout=lock_timeout)
+        refused = {str(r["row_id"]) for r in ledger.open_rejected(space.key, [AMBERFLO_REJECTED_CUSTOMER])}
+        # remembered only after Amberflo accepted the customers: a failed run re-diffs them next time
+        writer.state.save_fingerprints(space.key, {k: v for k, v in new_fingerprints.items() if k not in refused})
+        stats.status = "success"
     return stats
-
-
-def _sync(space: EngageSpace, reader: WarehouseReader, state: StateStore, writer: CustomerWriter,
-          config: SyncConfig, run_id: str, keys: KeyFilter, stats: RunStats, dry_run: DryRun | None,
-          full_resync: bool) -> None:
-    if space.shape == IDENTIFY_SHAPE:
-        updates, new_fingerprints = _snapshot_diff(space, reader, state, keys, stats, full_resync)
-        marks: dict[str, object] = {}
-    else:
-        updates, marks = _track_events(space, reader, state, config, keys, stats, full_resync)
-        new_fingerprints = {}
-    grouped = group_updates(updates)
-    stats.details = {"users_changed": len(grouped), "trait_updates": len(updates)}
-    if dry_run is not None:
-        result = writer.write(grouped, dry_run_limit=dry_run.limit)
-        dry_run.take([_json(body) for body in result.planned])
-        return
-    result: WriteResult = writer.write(grouped)
-    stats.details.update(result.details())
-    stats.rejected = len(result.rejected)
-    if result.rejected:
-        state.record_rejected(space.key, result.rejected)
-        refused = {r["id"] for r in result.rejected}
-        new_fingerprints = {k: v for k, v in new_fingerprints.items() if k not in refused}
-    # remembered only after Amberflo accepted the customers: a failed run re-diffs them next time
-    state.save_fingerprints(space.key, new_fingerprints)
-    for stream_key, mark in marks.items():
-        state.set_watermark(stream_key, mark, run_id=run_id)
 
 
 def _snapshot_diff(space: EngageSpace, reader: WarehouseReader, state: StateStore, keys: KeyFilter,
@@ -171,26 +175,17 @@ def _snapshot_diff(space: EngageSpace, reader: WarehouseReader, state: StateStor
     return latest_updates(parts), changed_fingerprints
 
 
-def _track_events(space: EngageSpace, reader: WarehouseReader, state: StateStore, config: SyncConfig,
-                  keys: KeyFilter, stats: RunStats, full_resync: bool) -> tuple[pd.DataFrame, dict[str, object]]:
-    tables = reader.tables(space.schema)
+def _track_events(space: EngageSpace, reader: WarehouseReader, state: StateStore, slices: list[Slice],
+                  keys: KeyFilter, stats: RunStats) -> pd.DataFrame:
     parts: list[pd.DataFrame] = []
-    marks: dict[str, object] = {}
-    for table in TRACK_TABLES:
-        if table not in tables:
-            continue
-        stream = EventStream(space.schema, tables[table], "engage")
-        window = plan_window(reader, state, stream, config)
-        if full_resync:
-            window = Window(cursor=window.cursor, lower=None, upper=window.upper)
-        for chunk in reader.extract_window(stream, window):
+    for part in slices:
+        table = part.stream.table.lower()
+        for chunk in reader.extract_window(part.stream, part.window):
             stats.read += len(chunk)
             parts.append(track_updates(chunk, table, keys))
             if len(parts) >= 8:
                 parts = [latest_updates(parts)]
-        if window.upper is not None:
-            marks[stream.key] = window.upper
     updates = latest_updates(parts)
     stats.sent = stats.read
     known = {cid: s.values for cid, s in state.load_customers(updates["customer_id"].unique().tolist()).items()}
-    return drop_unneeded_exits(updates, known), marks
+    return drop_unneeded_exits(updates, known)

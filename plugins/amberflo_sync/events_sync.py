@@ -6,8 +6,9 @@ make billing exactly-once:
 * the window is ``(watermark - overlap, MAX(cursor) at start]`` on the load-time cursor
   (``uuid_ts``), so late-loaded rows are caught and in-flight loads are re-read by the next run;
 * records are deterministic, so re-reading the overlap re-sends identical bytes that Amberflo drops;
-* the watermark moves to the window's upper bound only after every record in it was accepted
-  (rejected rows are stored with their reason); a run that fails moves nothing.
+* a slice's outcome is recorded in the ledger (:mod:`amberflo_sync.ledger`), which alone moves a
+  watermark — to the end of a stream's succeeded slices, once the run finishes; a slice that fails
+  moves nothing.
 
 The three stages overlap (issue 6): a reader thread fetches the next chunk while the calling thread
 renders the current one and a sender thread ships the previous one — the warehouse driver, pyarrow and
@@ -21,7 +22,7 @@ No Airflow import here: the DAG task (``amberflo_sync.tasks``) only builds the p
 from __future__ import annotations
 
 import datetime as dt
-import json
+import itertools
 import logging
 import os
 import queue
@@ -33,9 +34,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from amberflo_sync.config import SyncConfig
+from amberflo_sync.isolation import RETRYABLE_REASONS
+from amberflo_sync.ledger import Ledger, RunStats
+from amberflo_sync.planning import INCREMENTAL, Slice
 from amberflo_sync.reader import EventStream, WarehouseReader, Window
-from amberflo_sync.state import RunStats, StateStore, encode_cursor
+from amberflo_sync.state import encode_cursor
 from amberflo_sync.transform import to_meter_records
 
 log = logging.getLogger(__name__)
@@ -105,71 +113,68 @@ class DryRun:
             log.info("dry run %s: wrote %d records to %s", stream.key, len(self.records), self.path)
 
 
-def plan_window(reader: WarehouseReader, state: StateStore, stream: EventStream, config: SyncConfig) -> Window:
-    """The cursor window this run owns for ``stream`` (see the module docstring)."""
-    cursor = reader.cursor_column(stream, config.cursor_column)
-    if cursor is None:
-        log.warning(
-            "%s has no %r column: reading the whole table (identical re-sends are de-duplicated by Amberflo)",
-            stream.key,
-            config.cursor_column,
-        )
-        return Window(cursor=None)
-    upper = reader.max_cursor(stream, cursor.name)
-    watermark = state.get_watermark(stream.key)
-    lower = None if watermark is None else watermark.value - config.overlap
-    return Window(cursor=cursor.name, lower=lower, upper=upper)
-
-
 def sync_stream(
     stream: EventStream,
     *,
     reader: WarehouseReader,
-    state: StateStore,
+    ledger: Ledger,
     send: Sender,
     config: SyncConfig,
     run_id: str,
+    window: Window | None,
     dry_run: DryRun | None = None,
     timings: StageTimings | None = None,
-    window: Window | None = None,
-    move_watermark: bool = True,
     allow_old_events: bool = False,
+    retry_ids: Sequence[str] = (),
 ) -> RunStats:
-    """Bill one stream's window into Amberflo and record what happened.
+    """Bill one window of one stream into Amberflo; the caller records the outcome in the ledger.
+
+    Moves no watermark and writes no run row (:func:`sync_slice` and the ledger do): it reads,
+    renders, sends, and keeps the rejected rows' life cycle — new rejections recorded, rows now sent
+    resolved, rows refused too often abandoned.
 
     :param send: callable that ingests a sequence of rendered records (batched by the client); it is
         called from a background thread, with at most :data:`SENDS_IN_FLIGHT` chunks outstanding.
-    :param dry_run: when given, nothing is sent and no state is written.
+    :param window: the window to bill (a slice of the cursor window, or a backfill interval); None =
+        only the ``retry_ids`` rows (an operator's replay).
+    :param dry_run: when given, nothing is sent and nothing is written.
     :param timings: when given, receives the busy seconds of each stage (see :class:`StageTimings`).
-    :param window: the window to bill (a fan-out slice or a backfill interval); default: this run's
-        cursor window from the watermark (:func:`plan_window`).
-    :param move_watermark: False for slices and backfills: the caller decides what the watermark may
-        cover (:func:`amberflo_sync.planning.committable_watermarks`).
     :param allow_old_events: send events older than ``max_event_age_days`` too (a backfill Amberflo
         support agreed to); otherwise they are rejected as ``event_too_old``.
-    :returns: the run's counts; ``status`` is ``success`` or ``dry_run``.
-    :raises Exception: whatever stopped the run, after recording it as ``failed`` (watermark unmoved).
+    :param retry_ids: ids of rejected rows to try again. They are read by id through the reader's
+        own typed path and rendered by the same renderer under the same rules as the window's rows
+        (same bytes, same 60-day limit); rows the window itself holds are left to the window.
+    :returns: the counts; ``status`` is ``success`` or ``dry_run``.
+    :raises Exception: whatever stopped the run (the caller records it as ``failed``).
     """
     started = time.monotonic()
     stats = RunStats(run_id=run_id, stream=stream.key, started_at=dt.datetime.now(dt.timezone.utc))
+    statements_before = getattr(reader, "statements", 0)
+    books = _RejectedBooks(ledger, stream, run_id, config) if dry_run is None else None
+    retried = _Counter()
     if window is None:
-        window = plan_window(reader, state, stream, config)
-    stats.window_lower = None if window.lower is None else encode_cursor(window.lower)
-    stats.window_upper = None if window.upper is None else encode_cursor(window.upper)
-    log.info(
-        "%s: reading %s in (%s, %s]%s",
-        stream.key,
-        window.cursor or "the whole table",
-        stats.window_lower or "beginning",
-        stats.window_upper or "end",
-        " [dry run: nothing is sent]" if dry_run else "",
-    )
-    last_progress = started
-    rejected: list[dict[str, Any]] = []
+        log.info("%s: replaying %d rejected rows by id", stream.key, len(retry_ids))
+        source: Iterator[pd.DataFrame] = _counted(reader.extract_ids(stream, list(retry_ids)), retried)
+    else:
+        stats.window_lower = None if window.lower is None else encode_cursor(window.lower)
+        stats.window_upper = None if window.upper is None else encode_cursor(window.upper)
+        log.info(
+            "%s: reading %s in (%s, %s]%s%s",
+            stream.key,
+            window.cursor or "the whole table",
+            bound_text(window.lower, "beginning"),
+            bound_text(window.upper, "end"),
+            f" and {len(retry_ids)} rejected rows to retry" if retry_ids else "",
+            " [dry run: nothing is sent]" if dry_run else "",
+        )
+        source = reader.extract_window(stream, window)
+        if retry_ids and dry_run is None:
+            source = itertools.chain(source, _outside_window(reader.extract_ids(stream, list(retry_ids)), window,
+                                                             retried))
     try:
-        with _ReadAhead(reader.extract_window(stream, window), timings) as chunks, _Sender(
-            send, timings
-        ) as sender, _Renderer(stream, timings, _min_event_millis(config, stats, allow_old_events)) as renderer:
+        with _Progress(stream, stats, config.progress_every_seconds), _ReadAhead(source, timings) as chunks, \
+                _Sender(send, timings) as sender, \
+                _Renderer(stream, timings, _min_event_millis(config, stats, allow_old_events)) as renderer:
             for read, batch in renderer.map(chunks):
                 stats.read += read
                 stats.duplicates += batch.duplicates
@@ -180,55 +185,206 @@ def sync_stream(
                     dry_run.take(batch.rendered)
                     stats.sent += len(batch.rendered)
                 else:
-                    if batch.rejected_count:
-                        rejected.extend(batch.rejected.to_dict("records"))
-                        if len(rejected) >= REJECTED_FLUSH_ROWS:
-                            _flush_rejected(state, stream, rejected)
+                    books.saw(batch)
                     stats.sent += sender.submit(batch.rendered)
-                now = time.monotonic()
-                if now - last_progress >= config.progress_every_seconds:
-                    last_progress = now
-                    log.info(
-                        "%s: %d rows so far (%s sent), %.0f rows/s",
-                        stream.key,
-                        stats.read,
-                        stats.sent,
-                        stats.read / max(now - started, 1e-9),
-                    )
             stats.sent += sender.finish()
         drain = getattr(send, "drain_rejected", None)
-        if drain is not None:  # records Amberflo refused, isolated by amberflo_sync.isolation
+        if drain is not None and books is not None:  # records Amberflo refused (amberflo_sync.isolation)
             refused = drain()
             stats.rejected += len(refused)
-            rejected.extend(refused)
+            books.refused(refused)
             _count_reasons(stats, [r["reason"] for r in refused])
-        _flush_rejected(state, stream, rejected)
+        if books is not None:
+            stats.abandoned = books.close(success=True)
         if not stats.balanced:
             raise RuntimeError(f"{stream.key}: row accounting does not balance: {stats}")
     except BaseException as exc:
         stats.status = "failed"
         stats.error = f"{type(exc).__name__}: {exc}"[:2000]
-        _finish(stats, started)
-        if dry_run is None:
+        _finish(stats, started, reader, statements_before)
+        if books is not None:
             try:  # rejected rows found before the failure are recorded all the same
-                _flush_rejected(state, stream, rejected)
+                stats.abandoned = books.close(success=False)
             except Exception:  # noqa: BLE001 - the run's own failure is the one to report
-                log.exception("%s: could not record %d rejected rows", stream.key, len(rejected))
-            state.record_run(stats)
+                log.exception("%s: could not record the rejected rows", stream.key)
         log.error("%s", stats.summary())
+        try:  # the counts so far travel with the error, for the ledger's slice row
+            exc.slice_stats = stats  # type: ignore[attr-defined]
+        except AttributeError:  # pragma: no cover - exceptions without a __dict__
+            pass
         raise
+    if retried.value:
+        stats.details = {**(stats.details or {}), "rejected_retried": retried.value}
+    if books is not None and books.resolved:
+        stats.details = {**(stats.details or {}), "rejected_resolved": books.resolved}
+    stats.status = "dry_run" if dry_run is not None else "success"
     if dry_run is not None:
-        stats.status = "dry_run"
         dry_run.finish(stream)
-    else:
-        if move_watermark and window.upper is not None:
-            state.set_watermark(stream.key, _max_cursor(state, stream, window.upper), run_id=run_id)
-        stats.status = "success"
-    _finish(stats, started)
-    if dry_run is None:
-        state.record_run(stats)
+    _finish(stats, started, reader, statements_before)
     log.info("%s", stats.summary())
     return stats
+
+
+def sync_slice(
+    plan_id: str,
+    part: Slice,
+    *,
+    reader: WarehouseReader,
+    ledger: Ledger,
+    send: Sender,
+    config: SyncConfig,
+    run_id: str,
+    dry_run: DryRun | None = None,
+    allow_old_events: bool = False,
+    retries_rejected: bool = True,
+    worker: str | None = None,
+    timings: StageTimings | None = None,
+) -> RunStats:
+    """Run one planned slice and record its outcome, bound to its plan and window, in the ledger.
+
+    The first slice of an incremental stream also tries the stream's open retryable rejected rows
+    again (those outside the window; rows inside it are re-sent by the window itself).
+    """
+    ledger.slice_started(plan_id, part, worker=worker)
+    retry_ids: list[str] = []
+    if retries_rejected and dry_run is None and part.mode == INCREMENTAL and part.index == 0:
+        retry_ids = [str(r["row_id"]) for r in ledger.open_rejected(part.stream.key, RETRYABLE_REASONS)
+                     if not str(r["row_id"]).startswith("sha1:")]
+    try:
+        stats = sync_stream(part.stream, reader=reader, ledger=ledger, send=send, config=config, run_id=run_id,
+                            window=part.window, dry_run=dry_run, allow_old_events=allow_old_events,
+                            retry_ids=retry_ids, timings=timings)
+    except BaseException as exc:
+        failed = getattr(exc, "slice_stats", None) or RunStats(run_id, part.stream.key,
+                                                               finished_at=dt.datetime.now(dt.timezone.utc))
+        failed.status, failed.error = "failed", redact_error(exc)
+        ledger.slice_finished(plan_id, part, failed)
+        raise
+    stats.details = {**(stats.details or {}), "slice": part.key, "mode": part.mode}
+    if worker:
+        stats.details["worker"] = worker
+    ledger.slice_finished(plan_id, part, stats)
+    return stats
+
+
+def redact_error(exc: BaseException) -> str:
+    """The text of an exception as stored in the ledger and logged: type, message, secrets removed."""
+    return f"{type(exc).__name__}: {exc}"[:2000]
+
+
+def bound_text(value: Any, missing: str) -> str:
+    """A window bound as logged: datetimes with their time zone (naive warehouse columns are UTC)."""
+    if value is None:
+        return missing
+    if isinstance(value, dt.datetime):
+        return value.isoformat() + ("" if value.tzinfo else " UTC")
+    return str(value)
+
+
+class _Counter:
+    value = 0
+
+
+def _counted(chunks: Iterator[pd.DataFrame], counter: _Counter) -> Iterator[pd.DataFrame]:
+    for chunk in chunks:
+        counter.value += len(chunk)
+        yield chunk
+
+
+def _outside_window(chunks: Iterator[pd.DataFrame], window: Window, counter: _Counter) -> Iterator[pd.DataFrame]:
+    """Retried rows the window does not hold (cursor at or below its lower bound)."""
+    for chunk in chunks:
+        if window.cursor is None or window.lower is None:
+            continue  # the window reads the whole table: it re-sends these rows itself
+        column = next((c for c in chunk.columns if c.lower() == window.cursor.lower()), None)
+        if column is not None:
+            cursor = pd.to_datetime(chunk[column], utc=True, errors="coerce") if isinstance(
+                window.lower, dt.datetime) else chunk[column]
+            lower = pd.Timestamp(window.lower).tz_localize("UTC") if (
+                isinstance(window.lower, dt.datetime) and window.lower.tzinfo is None) else window.lower
+            chunk = chunk.loc[(cursor <= lower).fillna(False).to_numpy(dtype=bool)]
+        if len(chunk):
+            counter.value += len(chunk)
+            yield chunk
+
+
+class _RejectedBooks:
+    """The rejected rows' life cycle during one slice, written through the ledger.
+
+    New rejections are buffered and recorded in transactions of :data:`REJECTED_FLUSH_ROWS`; rows of
+    the stream with an unresolved rejection that this slice sends are resolved once every send was
+    accepted.
+    """
+
+    def __init__(self, ledger: Ledger, stream: EventStream, run_id: str, config: SyncConfig) -> None:
+        self.ledger, self.stream, self.run_id, self.config = ledger, stream, run_id, config
+        self.buffer: list[dict[str, Any]] = []
+        unresolved = ledger.unresolved_ids(stream.key)
+        self.unresolved = pa.array(sorted(unresolved), type=pa.large_string()) if unresolved else None
+        self.sent_ids: set[str] = set()
+        self.rejected_ids: dict[str, str] = {}
+        self.abandoned = 0
+        self.resolved = 0
+
+    def saw(self, batch: Any) -> None:
+        if batch.rejected_count:
+            rows = batch.rejected.to_dict("records")
+            self.buffer.extend(rows)
+            if self.unresolved is not None:
+                self.rejected_ids.update((str(r["id"]), str(r["reason"])) for r in rows if r.get("id") is not None)
+            if len(self.buffer) >= REJECTED_FLUSH_ROWS:
+                self._flush()
+        if self.unresolved is not None and len(batch.unique_ids):
+            ids = batch.unique_ids.cast(pa.large_string())
+            hits = ids.filter(pc.is_in(ids, value_set=self.unresolved))
+            self.sent_ids.update(hits.to_pylist())
+
+    def refused(self, rows: list[dict[str, Any]]) -> None:
+        self.buffer.extend(rows)
+        for row in rows:
+            self.sent_ids.discard(str(row.get("id")))
+            self.rejected_ids[str(row.get("id"))] = str(row["reason"])
+
+    def close(self, *, success: bool) -> int:
+        self._flush()
+        if success:
+            sent = self.sent_ids - set(self.rejected_ids)
+            self.resolved = self.ledger.resolve_rejected(self.stream.key, sent, run_id=self.run_id)
+            moved = [i for i, reason in self.rejected_ids.items() if reason not in RETRYABLE_REASONS]
+            self.ledger.resolve_rejected(self.stream.key, moved, run_id=self.run_id, reasons=RETRYABLE_REASONS)
+        return self.abandoned
+
+    def _flush(self) -> None:
+        if self.buffer:
+            self.abandoned += len(self.ledger.record_rejected(
+                self.stream.key, self.buffer, run_id=self.run_id, max_attempts=self.config.rejected_max_attempts,
+                retryable=RETRYABLE_REASONS))
+            self.buffer.clear()
+
+
+class _Progress:
+    """Logs a slice's progress (rows read, records accepted, rate) every ``every`` seconds from a
+    timer thread, so a slow chunk or a slow Amberflo still shows signs of life."""
+
+    def __init__(self, stream: EventStream, stats: RunStats, every: float) -> None:
+        self.stream, self.stats, self.every = stream, stats, max(1.0, min(float(every), 30.0))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="amberflo-sync-progress", daemon=True)
+        self._began = time.monotonic()
+
+    def __enter__(self) -> _Progress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            elapsed = time.monotonic() - self._began
+            log.info("%s: %d rows read, %d records accepted so far, %.0f rows/s", self.stream.key,
+                     self.stats.read, self.stats.sent, self.stats.read / max(elapsed, 1e-9))
 
 
 class _Renderer:
@@ -421,32 +577,12 @@ def _min_event_millis(config: SyncConfig, stats: RunStats, allow_old_events: boo
     return int((started - dt.timedelta(days=config.max_event_age_days)).timestamp() * 1000)
 
 
-def _flush_rejected(state: StateStore, stream: EventStream, rejected: list[dict[str, Any]]) -> None:
-    """Write the buffered rejected rows in one transaction and empty the buffer."""
-    if rejected:
-        state.record_rejected(stream.key, rejected)
-        rejected.clear()
-
-
-def _max_cursor(state: StateStore, stream: EventStream, upper: Any) -> Any:
-    """Never move a watermark backwards (e.g. rows deleted from the warehouse)."""
-    current = state.get_watermark(stream.key)
-    if current is None:
-        return upper
-    try:
-        return max(current.value, upper)
-    except TypeError:
-        return upper
-
-
-def _finish(stats: RunStats, started: float) -> None:
+def _finish(stats: RunStats, started: float, reader: Any, statements_before: int) -> None:
     stats.seconds = time.monotonic() - started
     stats.finished_at = dt.datetime.now(dt.timezone.utc)
+    stats.statements = getattr(reader, "statements", 0) - statements_before
 
 
 def stats_to_dict(stats: RunStats) -> dict[str, Any]:
     """JSON-safe dict of a run (XCom-friendly)."""
-    out = {}
-    for key, value in stats.__dict__.items():
-        out[key] = value.isoformat() if isinstance(value, dt.datetime) else value
-    return json.loads(json.dumps(out, default=str))
+    return stats.to_dict()

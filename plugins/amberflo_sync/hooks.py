@@ -62,6 +62,15 @@ def settings_from_connection(
     return ClientSettings(base_url=base, api_key=password or "", ingest_url=extras.get("ingest_url") or None, **kwargs)
 
 
+def retry_from_connection(extra: dict[str, Any] | None) -> RetryPolicy | None:
+    """The retry policy a connection asks for (extras ``retry_base_delay``, ``retry_max_delay``,
+    ``retry_min_delay``, ``retry_give_up_after`` in seconds), or None for the default policy."""
+    extras = dict(extra or {})
+    fields = {name: float(extras[f"retry_{name}"]) for name in ("base_delay", "max_delay", "min_delay", "give_up_after")
+              if extras.get(f"retry_{name}") not in (None, "")}
+    return RetryPolicy(**fields) if fields else None
+
+
 class AmberfloHook(BaseHook):
     """Gives a ready :class:`~amberflo_sync.client.AmberfloClient` for an Amberflo connection.
 
@@ -100,7 +109,8 @@ class AmberfloHook(BaseHook):
         return settings
 
     def get_client(self) -> AmberfloClient:
-        return AmberfloClient(self.get_settings(), retry=self.retry)
+        retry = self.retry or retry_from_connection(self.get_connection(self.amberflo_conn_id).extra_dejson)
+        return AmberfloClient(self.get_settings(), retry=retry)
 
     def test_connection(self) -> tuple[bool, str]:
         """Make one authenticated, read-only call (look up a customer id that is never used)."""

@@ -9,15 +9,17 @@ that the Engage sync takes too, so the two never write the same customer at the 
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 
 from amberflo_sync.config import SyncConfig
 from amberflo_sync.customer_writer import AMBERFLO_REJECTED_CUSTOMER, CustomerWriter
 from amberflo_sync.customers import group_updates, identify_updates, latest_updates
-from amberflo_sync.events_sync import DryRun, plan_window
+from amberflo_sync.events_sync import DryRun, bound_text
+from amberflo_sync.ledger import Ledger, RunStats
+from amberflo_sync.planning import BACKFILL, INCREMENTAL, Slice, plan_window
 from amberflo_sync.reader import EventStream, WarehouseReader
-from amberflo_sync.state import RunStats, StateStore, encode_cursor, recorded_run
+from amberflo_sync.run_kinds import RunRules
+from amberflo_sync.state import encode_cursor
 
 log = logging.getLogger(__name__)
 
@@ -43,30 +45,35 @@ def sync_identifies(
     stream: EventStream,
     *,
     reader: WarehouseReader,
-    state: StateStore,
+    ledger: Ledger,
     writer: CustomerWriter,
     config: SyncConfig,
     run_id: str,
+    rules: RunRules | None = None,
     dry_run: DryRun | None = None,
     full_resync: bool = False,
     lock_timeout: float = 3600.0,
 ) -> RunStats:
     """Bring Amberflo's customers up to date with one identifies table.
 
+    The window is planned and recorded in the ledger like an events slice; the watermark moves when
+    the ledger closes the plan, only if every customer write returned.
+
     :param full_resync: ignore the watermark and rebuild every customer from the whole table.
     :returns: counts: ``read`` rows, ``skipped`` (no ``user_id``), ``duplicates``, ``sent`` = rows
         applied to customer records, ``rejected`` = customers Amberflo refused; ``details`` holds
         customers created/updated/unchanged.
     """
-    stats = RunStats(run_id=run_id, stream=stream.key, started_at=dt.datetime.now(dt.timezone.utc))
-    window = plan_window(reader, state, stream, config)
-    if full_resync:
-        window = type(window)(cursor=window.cursor, lower=None, upper=window.upper)
-    stats.window_lower = None if window.lower is None else encode_cursor(window.lower)
-    stats.window_upper = None if window.upper is None else encode_cursor(window.upper)
-    log.info("%s: reading identifies in (%s, %s]%s", stream.key, stats.window_lower or "beginning",
-             stats.window_upper or "end", " [dry run]" if dry_run else "")
-    with recorded_run(state, stats, record=dry_run is None):
+    rules = rules or RunRules("manual", dry_run=dry_run is not None)
+    mark = ledger.watermark(stream.key)
+    window = plan_window(reader, None if (mark is None or full_resync) else mark.value, stream, config)
+    log.info("%s: reading identifies in (%s, %s]%s", stream.key, bound_text(window.lower, "beginning"),
+             bound_text(window.upper, "end"), " [dry run]" if dry_run else "")
+    mode = INCREMENTAL if rules.moves_watermarks else BACKFILL
+    with ledger.recorded_plan(run_id, rules.label, [Slice(stream, mode, window)], stream=stream.key,
+                              dry_run=dry_run is not None) as (_, stats):
+        stats.window_lower = None if window.lower is None else encode_cursor(window.lower)
+        stats.window_upper = None if window.upper is None else encode_cursor(window.upper)
         parts = []
         customers: set[str] = set()
         for chunk in reader.extract_window(stream, window):
@@ -79,32 +86,43 @@ def sync_identifies(
             if len(parts) >= 8:  # keep memory bounded by the customers in the window, not its rows
                 parts = [latest_updates(parts)]
         stats.sent = stats.read - stats.skipped - stats.duplicates
-        retry = {
-            str(r["row_id"]) for r in state.rejected_rows(stream.key)
-            if r["reason"] == AMBERFLO_REJECTED_CUSTOMER and r["attempts"] < config.rejected_max_attempts
-        }
-        customers |= retry  # customers Amberflo refused before are tried again (they have no stored state)
         updates = group_updates(latest_updates(parts))
-        log.info("%s: %d rows → %d customers to check", stream.key, stats.read, len(customers))
         if dry_run is not None:
+            log.info("%s: %d rows → %d customers to check", stream.key, stats.read, len(customers))
             result = writer.write(updates, customers, dry_run_limit=dry_run.limit)
             dry_run.take([_json(body) for body in result.planned])
             stats.status = "dry_run"
             stats.details = {"customers_to_write": len(writer.plan(updates, customers)[0])}
             dry_run.finish(stream)
-        else:
-            with state.lock(CUSTOMERS_LOCK, holder=f"{run_id}:{stream.key}", timeout=lock_timeout):
-                result = writer.write(updates, customers)
-            stats.rejected = len(result.rejected)
-            if result.rejected:
-                state.record_rejected(stream.key, result.rejected)
-            refused_again = {str(r["id"]) for r in result.rejected}
-            state.resolve_rejected(stream.key, retry - refused_again, [AMBERFLO_REJECTED_CUSTOMER])
-            stats.details = result.details()
-            if window.upper is not None:
-                state.set_watermark(stream.key, window.upper, run_id=run_id)
-            stats.status = "success"
+            return stats
+        write_customers(stream.key, updates, customers, writer=writer, ledger=ledger, config=config,
+                        run_id=run_id, stats=stats, lock_timeout=lock_timeout)
+        stats.status = "success"
     return stats
+
+
+def write_customers(run_key: str, updates: dict, customers: set[str], *, writer: CustomerWriter, ledger: Ledger,
+                    config: SyncConfig, run_id: str, stats: RunStats, lock_timeout: float = 3600.0) -> None:
+    """Write changed customers under the ``customers`` lock, and keep the refused ones' life cycle:
+    customers Amberflo refused before are written again (their merged values are in the state, so
+    the record is complete), those refused again count one more attempt, the others are resolved.
+    """
+    retry = {str(r["row_id"]) for r in ledger.open_rejected(run_key, [AMBERFLO_REJECTED_CUSTOMER])}
+    log.info("%s: %d customers to check (%d refused before, tried again)", run_key, len(set(updates) | customers
+                                                                                          | retry), len(retry))
+    with writer.state.lock(CUSTOMERS_LOCK, holder=f"{run_id}:{run_key}", timeout=lock_timeout):
+        result = writer.write(updates, customers | retry)
+    stats.rejected = len(result.rejected)
+    if result.rejected:
+        stats.abandoned = len(ledger.record_rejected(run_key, result.rejected, run_id=run_id,
+                                                     max_attempts=config.rejected_max_attempts,
+                                                     retryable=[AMBERFLO_REJECTED_CUSTOMER]))
+    refused_again = {str(r["id"]) for r in result.rejected}
+    resolved = ledger.resolve_rejected(run_key, retry - refused_again, run_id=run_id,
+                                       reasons=[AMBERFLO_REJECTED_CUSTOMER])
+    stats.details = {**(stats.details or {}), **result.details()}
+    if resolved:
+        stats.details["rejected_resolved"] = resolved
 
 
 def _json(body: dict) -> str:

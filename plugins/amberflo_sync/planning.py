@@ -2,13 +2,14 @@
 
 * **Incremental runs** own the cursor window ``(watermark − overlap, MAX(cursor)]``. A window holding
   more than ``fan_out.slice_rows`` rows is cut into equal cursor-time slices; each slice runs as its own
-  mapped task (retried alone when it fails), and :func:`committable_watermarks` moves a stream's
-  watermark only as far as the prefix of its slices that all succeeded reaches.
+  mapped task (retried alone when it fails); the ledger (:meth:`amberflo_sync.ledger.Ledger.close_plan`)
+  moves a stream's watermark only as far as the prefix of its slices that all succeeded reaches.
 * **Backfills** re-send the events whose *event time* (``timestamp``) lies in an interval — the run's
   data interval, or ``start``/``end`` Params — from every stream, and never move a watermark. Records
   are deterministic, so re-sending billed events adds nothing in Amberflo.
 
-Slices travel through XCom as JSON dicts (:meth:`Slice.to_dict`).
+Slices travel through XCom as JSON dicts (:meth:`Slice.to_dict`), each with the id of the plan that
+fixed its bounds.
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import logging
+
 from amberflo_sync.config import SyncConfig
-from amberflo_sync.events_sync import plan_window
 from amberflo_sync.reader import EventStream, WarehouseReader, Window
-from amberflo_sync.state import StateStore, decode_cursor, encode_cursor
+from amberflo_sync.state import decode_cursor, encode_cursor
+
+log = logging.getLogger(__name__)
 
 INCREMENTAL, BACKFILL = "incremental", "backfill"
 #: Amberflo accepts records up to 60 days old; older backfills need Amberflo support.
@@ -42,6 +46,7 @@ class Slice:
     window: Window
     index: int = 0
     count: int = 1
+    plan_id: str | None = None
 
     @property
     def key(self) -> str:
@@ -61,6 +66,7 @@ class Slice:
             "include_null": w.include_null,
             "index": self.index,
             "count": self.count,
+            "plan_id": self.plan_id,
         }
 
     @classmethod
@@ -72,12 +78,33 @@ class Slice:
             include_null=bool(data["include_null"]),
         )
         stream = EventStream(data["schema"], data["table"], data["kind"])
-        return cls(stream, data["mode"], window, int(data["index"]), int(data["count"]))
+        return cls(stream, data["mode"], window, int(data["index"]), int(data["count"]), data.get("plan_id"))
+
+    def bound_to(self, plan_id: str) -> Slice:
+        return Slice(self.stream, self.mode, self.window, self.index, self.count, plan_id)
 
 
-def plan_incremental(reader: WarehouseReader, state: StateStore, stream: EventStream, config: SyncConfig) -> list[Slice]:
+def plan_window(reader: WarehouseReader, watermark: Any, stream: EventStream, config: SyncConfig) -> Window:
+    """The cursor window a run owns for ``stream``: ``(watermark − overlap, MAX(cursor) now]``.
+
+    :param watermark: the stream's watermark value (None = never synced: from the beginning).
+    """
+    cursor = reader.cursor_column(stream, config.cursor_column)
+    if cursor is None:
+        log.warning(
+            "%s has no %r column: reading the whole table (identical re-sends are de-duplicated by Amberflo)",
+            stream.key,
+            config.cursor_column,
+        )
+        return Window(cursor=None)
+    upper = reader.max_cursor(stream, cursor.name)
+    lower = None if watermark is None else watermark - config.overlap
+    return Window(cursor=cursor.name, lower=lower, upper=upper)
+
+
+def plan_incremental(reader: WarehouseReader, watermark: Any, stream: EventStream, config: SyncConfig) -> list[Slice]:
     """The slices of this run's cursor window for ``stream`` (one when it is small)."""
-    window = plan_window(reader, state, stream, config)
+    window = plan_window(reader, watermark, stream, config)
     if window.cursor is None or window.upper is None:
         return [Slice(stream, INCREMENTAL, window)]
     rows, first, _ = reader.count_window(stream, window)
@@ -139,28 +166,6 @@ def split_range(lower: Any, upper: Any, pieces: int) -> list[Any]:
     bounds = [lower + span * i / pieces if not isinstance(span, int) else lower + span * i // pieces
               for i in range(pieces)]
     return bounds + [upper]
-
-
-def committable_watermarks(slices: Iterable[Slice], succeeded: set[str]) -> dict[str, Any]:
-    """Per stream, the upper bound of the longest run of consecutive succeeded slices from the first.
-
-    A failed slice stops its stream's watermark right before it; later slices that succeeded are
-    re-sent by the next run (identical bytes, absorbed by Amberflo).
-    """
-    by_stream: dict[str, list[Slice]] = {}
-    for s in slices:
-        if s.mode == INCREMENTAL:
-            by_stream.setdefault(s.stream.key, []).append(s)
-    marks: dict[str, Any] = {}
-    for key, parts in by_stream.items():
-        reached = None
-        for part in sorted(parts, key=lambda s: s.index):
-            if part.key not in succeeded:
-                break
-            reached = part.window.upper
-        if reached is not None:
-            marks[key] = reached
-    return marks
 
 
 def work_units(slices: Sequence[Slice], max_map_length: int = 1024) -> list[list[dict[str, Any]]]:

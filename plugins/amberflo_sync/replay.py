@@ -24,29 +24,31 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
+    from amberflo_sync.events_sync import sync_stream
     from amberflo_sync.hooks import AmberfloHook
     from amberflo_sync.isolation import IsolatingSender
-    from amberflo_sync.rejected_retry import retry_rejected
     from amberflo_sync.segment import PAGE, SCREEN, TRACK
     from amberflo_sync.tasks import build_runtime
 
     runtime = build_runtime()
-    reasons = set(args.reason or {r["reason"] for r in runtime.state.rejected_rows(args.stream)})
+    rows = runtime.ledger.open_rejected(args.stream, args.reason) + [
+        r for r in runtime.ledger.rejected_rows(args.stream, status="abandoned")
+        if not args.reason or r["reason"] in args.reason]
+    ids = sorted({str(r["row_id"]) for r in rows if not str(r["row_id"]).startswith("sha1:")})
     schema, _, table = args.stream.partition(".")
     actual_schema = runtime.reader.actual_schema(schema) or schema
     actual_table = runtime.reader.tables(actual_schema).get(table.lower(), table)
     kind = {"pages": PAGE, "screens": SCREEN}.get(actual_table.lower(), TRACK)
     stream = EventStream(actual_schema, actual_table, kind)
-    cutoff = None
-    if not args.allow_old_events and runtime.config.max_event_age_days:
-        started = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=runtime.config.max_event_age_days)
-        cutoff = int(started.timestamp() * 1000)
+    run_id = "replay__" + dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     with AmberfloHook(batch_size=runtime.config.batch_size).get_client() as client:
-        result = retry_rejected(stream, reader=runtime.reader, state=runtime.state,
-                                send=IsolatingSender(client.ingest_records), config=runtime.config,
-                                reasons=reasons, max_attempts=0, min_event_millis=cutoff)
-    print(f"{args.stream}: replayed {result.tried} rows ({', '.join(sorted(reasons)) or 'no reasons'}): "
-          f"{result.sent} sent, {result.rejected} still rejected")
+        stats = sync_stream(stream, reader=runtime.reader, ledger=runtime.ledger,
+                            send=IsolatingSender(client.ingest_records), config=runtime.config, run_id=run_id,
+                            window=None, retry_ids=ids, allow_old_events=args.allow_old_events)
+    runtime.ledger.record_run(stats)
+    resolved = (stats.details or {}).get("rejected_resolved", 0)
+    print(f"{args.stream}: replayed {len(ids)} rows: {stats.sent} sent, {resolved} resolved, "
+          f"{stats.rejected} still rejected")
     return 0
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import requests
 
+from amberflo_sync.ledger import Ledger
 from amberflo_sync.state import StateStore
 
 
@@ -47,7 +48,7 @@ def format_report(report: dict[str, Any], state: StateStore | None = None) -> st
     )
     lines.append(f"customers billed: {report['billed_customers']}  customer records held: {len(report['customers'])}")
     if state is not None:
-        rejected = collections.Counter((r["stream"], r["reason"]) for r in state.rejected_rows())
+        rejected = collections.Counter((r["stream"], r["reason"]) for r in Ledger(state).rejected_rows())
         lines.append("")
         lines.append("=== Rejected rows (state table rejected_rows) ===")
         if not rejected:
@@ -57,7 +58,7 @@ def format_report(report: dict[str, Any], state: StateStore | None = None) -> st
         lines.append("")
         lines.append("=== Last run per stream (state table sync_runs) ===")
         latest: dict[str, dict[str, Any]] = {}
-        for run in state.runs():
+        for run in Ledger(state).runs():
             latest[run["stream"]] = run
         for stream, run in sorted(latest.items()):
             lines.append(

@@ -1,11 +1,18 @@
-"""The one state store: watermarks, rejected rows and run history, over SQLAlchemy.
+"""The state database: its tables (created and upgraded in place), customers, Engage fingerprints, locks.
 
 By default the tables live in the warehouse database under a configurable schema; a separate
 database (``state.url``) is better when several workers write at once — e.g. SQLite or PostgreSQL
 next to a DuckDB warehouse, which allows only one writing process. Plain portable SQL
 (``CREATE TABLE IF NOT EXISTS``, update-then-insert) keeps it working on PostgreSQL, DuckDB, SQLite
-and the cloud warehouses alike. Cursor values are stored as ISO-8601 text because their type
-follows the warehouse column (with or without a time zone).
+and the cloud warehouses alike.
+
+The bookkeeping of exactly-once — plans, slice outcomes, watermarks, run rows and rejected rows —
+lives in :mod:`amberflo_sync.ledger`; this module only owns the tables' shape.
+
+Values taken from the warehouse (a customer id, a row id) can be of any length, so tables keyed by
+them use a fixed-size hash key (:func:`id_key`) next to the full value in a ``TEXT`` column; a
+database whose tables predate that is upgraded on first use (:meth:`StateStore.create`), with no
+manual step.
 """
 
 from __future__ import annotations
@@ -13,10 +20,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import random
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -27,82 +35,87 @@ from amberflo_sync.customers import CustomerState
 
 log = logging.getLogger(__name__)
 
+#: Version of the state tables' layout; bumped by every change that needs an upgrade.
+#: 1 = the first release (VARCHAR(1024) ids, primary-key lock); 2 = hash keys, plans and slices,
+#: rejected-row life cycle, conditional-update lock.
+SCHEMA_VERSION = 2
+
 
 @dataclass(frozen=True)
-class Watermark:
-    """How far a stream is billed: every row with ``cursor <= value`` was accepted by Amberflo."""
+class Table:
+    """One state table: its columns (portable SQL types), primary key, indexes, and how rows of the
+    previous layout become rows of this one (``upgrade``; None = copy the common columns)."""
 
-    stream: str
-    value: Any
-    updated_at: dt.datetime
+    name: str
+    columns: tuple[tuple[str, str], ...]
+    primary_key: tuple[str, ...]
+    indexes: tuple[tuple[str, ...], ...] = ()
 
-
-@dataclass
-class RunStats:
-    """One row of ``sync_runs``: what a run did to one stream. ``read`` always equals
-    ``sent + duplicates + rejected + skipped`` on success (checked by :meth:`balanced`)."""
-
-    run_id: str
-    stream: str
-    status: str = "running"
-    read: int = 0
-    sent: int = 0
-    duplicates: int = 0
-    rejected: int = 0
-    skipped: int = 0
-    seconds: float = 0.0
-    window_lower: str | None = None
-    window_upper: str | None = None
-    started_at: dt.datetime | None = None
-    finished_at: dt.datetime | None = None
-    error: str | None = None
-    details: dict[str, Any] | None = None
+    def ddl(self, qualified: str) -> str:
+        cols = ", ".join(f"{n} {t}" for n, t in self.columns)
+        return f"CREATE TABLE IF NOT EXISTS {qualified} ({cols}, PRIMARY KEY ({', '.join(self.primary_key)}))"
 
     @property
-    def balanced(self) -> bool:
-        return self.read == self.sent + self.duplicates + self.rejected + self.skipped
-
-    def summary(self) -> str:
-        """The one-line summary a task ends with."""
-        rate = self.read / self.seconds if self.seconds > 0 else 0.0
-        extra = "".join(
-            f" {k}={','.join(f'{r}:{n}' for r, n in v.items()) if isinstance(v, dict) else v}"
-            for k, v in sorted((self.details or {}).items())
-        )
-        return (
-            f"{self.stream}: status={self.status} read={self.read} sent={self.sent} "
-            f"duplicates={self.duplicates} rejected={self.rejected} skipped={self.skipped}{extra} "
-            f"seconds={self.seconds:.2f} rows/s={rate:,.0f}"
-        )
+    def column_names(self) -> list[str]:
+        return [n for n, _ in self.columns]
 
 
-@contextmanager
-def recorded_run(state: StateStore, stats: RunStats, *, record: bool = True) -> Iterator[RunStats]:
-    """Time a run, then write its ``sync_runs`` row (failed or not) and log its summary line.
+TS = "TIMESTAMP"
+TABLES: tuple[Table, ...] = (
+    Table("watermarks", (("stream", "VARCHAR(512) NOT NULL"), ("cursor_value", "TEXT NOT NULL"),
+                         ("run_id", "TEXT"), ("plan_id", "VARCHAR(64)"), ("updated_at", f"{TS} NOT NULL")),
+          ("stream",)),
+    Table("plans", (("plan_id", "VARCHAR(64) NOT NULL"), ("run_id", "TEXT NOT NULL"), ("dag_id", "TEXT"),
+                    ("run_kind", "VARCHAR(32) NOT NULL"), ("status", "VARCHAR(32) NOT NULL"),
+                    ("streams_json", "TEXT"), ("problems_json", "TEXT"), ("created_at", f"{TS} NOT NULL"),
+                    ("finished_at", TS)),
+          ("plan_id",), (("run_id",),)),
+    Table("slices", (("plan_id", "VARCHAR(64) NOT NULL"), ("stream", "VARCHAR(512) NOT NULL"),
+                     ("slice_index", "INTEGER NOT NULL"), ("slice_count", "INTEGER NOT NULL"),
+                     ("mode", "VARCHAR(32) NOT NULL"), ("cursor_column", "TEXT"), ("window_lower", "TEXT"),
+                     ("window_upper", "TEXT"), ("status", "VARCHAR(32) NOT NULL"), ("rows_read", "BIGINT"),
+                     ("rows_sent", "BIGINT"), ("duplicates", "BIGINT"), ("rejected", "BIGINT"),
+                     ("skipped", "BIGINT"), ("statements", "BIGINT"), ("worker", "TEXT"), ("error", "TEXT"),
+                     ("details", "TEXT"), ("started_at", TS), ("finished_at", TS)),
+          ("plan_id", "stream", "slice_index")),
+    Table("sync_runs", (("run_id", "VARCHAR(512) NOT NULL"), ("stream", "VARCHAR(512) NOT NULL"),
+                        ("plan_id", "VARCHAR(64)"), ("status", "VARCHAR(32) NOT NULL"),
+                        ("rows_read", "BIGINT NOT NULL"), ("rows_sent", "BIGINT NOT NULL"),
+                        ("duplicates", "BIGINT NOT NULL"), ("rejected", "BIGINT NOT NULL"),
+                        ("skipped", "BIGINT NOT NULL"), ("abandoned", "BIGINT"), ("statements", "BIGINT"),
+                        ("seconds", "DOUBLE PRECISION NOT NULL"), ("window_lower", "TEXT"),
+                        ("window_upper", "TEXT"), ("started_at", TS), ("finished_at", TS), ("error", "TEXT"),
+                        ("details", "TEXT")),
+          ("run_id", "stream"), (("stream", "started_at"),)),
+    Table("rejected_rows", (("stream", "VARCHAR(512) NOT NULL"), ("row_key", "VARCHAR(64) NOT NULL"),
+                            ("row_id", "TEXT NOT NULL"), ("reason", "VARCHAR(256) NOT NULL"),
+                            ("status", "VARCHAR(32) NOT NULL"), ("row_json", "TEXT"),
+                            ("first_seen", f"{TS} NOT NULL"), ("last_seen", f"{TS} NOT NULL"),
+                            ("attempts", "INTEGER NOT NULL"), ("run_id", "TEXT"), ("resolved_at", TS)),
+          ("stream", "row_key", "reason"), (("stream", "status"),)),
+    Table("customers", (("customer_key", "VARCHAR(64) NOT NULL"), ("customer_id", "TEXT NOT NULL"),
+                        ("values_json", "TEXT NOT NULL"), ("times_json", "TEXT NOT NULL"), ("record_json", "TEXT"),
+                        ("fingerprint", "VARCHAR(64) NOT NULL"), ("updated_at", f"{TS} NOT NULL")),
+          ("customer_key",)),
+    Table("engage_fingerprints", (("space", "VARCHAR(512) NOT NULL"), ("customer_key", "VARCHAR(64) NOT NULL"),
+                                  ("customer_id", "TEXT NOT NULL"), ("fingerprint", "BIGINT NOT NULL")),
+          ("space", "customer_key")),
+    Table("locks", (("name", "VARCHAR(256) NOT NULL"), ("holder", "TEXT"), ("acquired_at", TS),
+                    ("expires_at", TS)),
+          ("name",)),
+    Table("state_schema", (("component", "VARCHAR(64) NOT NULL"), ("version", "INTEGER NOT NULL")),
+          ("component",)),
+)
+TABLE_BY_NAME = {t.name: t for t in TABLES}
+#: Names of the locks rows created with the tables (a lock is claimed by updating its row).
+LOCK_NAMES = ("customers",)
+#: Dialects whose tables take ``CREATE INDEX`` (the cloud warehouses have none to create).
+INDEXED_DIALECTS = frozenset({"postgresql", "sqlite", "duckdb", "mysql"})
 
-    The body sets ``stats.status`` on success; an exception marks the run ``failed`` with the error
-    (API keys never reach it: the client scrubs them) and is re-raised after the row is written.
 
-    :param record: False for dry runs, which write nothing.
-    """
-    started = time.monotonic()
-
-    def close() -> None:
-        stats.seconds = time.monotonic() - started
-        stats.finished_at = dt.datetime.now(dt.timezone.utc)
-        if record:
-            state.record_run(stats)
-
-    try:
-        yield stats
-    except BaseException as exc:
-        stats.status = "failed"
-        stats.error = f"{type(exc).__name__}: {exc}"[:2000]
-        close()
-        log.error("%s", stats.summary())
-        raise
-    close()
-    log.info("%s", stats.summary())
+def id_key(value: Any) -> str:
+    """Fixed-size key of a value taken from the warehouse (any length): SHA-256 hex of its text."""
+    return hashlib.sha256(str(value).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def encode_cursor(value: Any) -> str:
@@ -124,25 +137,31 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
 
+def naive_utc(value: dt.datetime | str | None) -> dt.datetime | None:
+    """A timestamp as the state tables store it: naive UTC (SQLite hands timestamps back as text)."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if value is None or value.tzinfo is None:
+        return value
+    return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+
 class StateStore:
-    """Watermarks, ``rejected_rows`` and ``sync_runs`` in one database.
+    """The state database: one engine, the qualified names of its tables, and their creation.
 
     :param engine: engine of the state database.
-    :param schema: schema of the state tables; ignored on SQLite.
+    :param schema: schema of the state tables; ignored on SQLite. Written unquoted when it needs no
+        quotes, so the warehouse folds it as it folds any name (``amberflo_sync`` is
+        ``AMBERFLO_SYNC`` on Snowflake, queryable without quotes).
     """
 
     def __init__(self, engine: Engine, *, schema: str | None = "amberflo_sync") -> None:
         self.engine = engine
-        quote = engine.dialect.identifier_preparer.quote_identifier
-        self.schema = None if engine.dialect.name == "sqlite" else schema
-        prefix = f"{quote(self.schema)}." if self.schema else ""
-        self._watermarks = f"{prefix}watermarks"
-        self._rejected = f"{prefix}rejected_rows"
-        self._runs = f"{prefix}sync_runs"
-        self._customers = f"{prefix}customers"
-        self._locks = f"{prefix}locks"
-        self._fingerprints = f"{prefix}engage_fingerprints"
-        self._quoted_schema = quote(self.schema) if self.schema else None
+        self.dialect = engine.dialect.name
+        self.schema = None if self.dialect == "sqlite" else schema
+        preparer = engine.dialect.identifier_preparer
+        self._quoted_schema = preparer.quote_schema(self.schema) if self.schema else None
+        self._ready = False
 
     @classmethod
     def from_url(cls, url: str, *, schema: str | None = "amberflo_sync") -> StateStore:
@@ -150,211 +169,101 @@ class StateStore:
         _make_parent_dir(url)
         return cls(sa.create_engine(url, connect_args=connect_args), schema=schema)
 
+    def table(self, name: str) -> str:
+        """The qualified name of state table ``name`` to put in SQL."""
+        return f"{self._quoted_schema}.{name}" if self._quoted_schema else name
+
+    # -- creation and upgrade ---------------------------------------------------------------------
     def create(self) -> None:
-        """Create the schema and tables when missing (idempotent, safe to call every run)."""
-        statements = []
-        if self._quoted_schema:
-            statements.append(f"CREATE SCHEMA IF NOT EXISTS {self._quoted_schema}")
-        statements += [
-            f"CREATE TABLE IF NOT EXISTS {self._watermarks} ("
-            " stream VARCHAR(512) NOT NULL PRIMARY KEY,"
-            " cursor_value VARCHAR(128) NOT NULL,"
-            " run_id VARCHAR(512),"
-            " updated_at TIMESTAMP NOT NULL)",
-            f"CREATE TABLE IF NOT EXISTS {self._rejected} ("
-            " stream VARCHAR(512) NOT NULL,"
-            " row_id VARCHAR(1024) NOT NULL,"
-            " reason VARCHAR(256) NOT NULL,"
-            " row_json TEXT,"
-            " first_seen TIMESTAMP NOT NULL,"
-            " last_seen TIMESTAMP NOT NULL,"
-            " attempts INTEGER NOT NULL,"
-            " PRIMARY KEY (stream, row_id, reason))",
-            f"CREATE TABLE IF NOT EXISTS {self._runs} ("
-            " run_id VARCHAR(512) NOT NULL,"
-            " stream VARCHAR(512) NOT NULL,"
-            " status VARCHAR(32) NOT NULL,"
-            " rows_read BIGINT NOT NULL,"
-            " rows_sent BIGINT NOT NULL,"
-            " duplicates BIGINT NOT NULL,"
-            " rejected BIGINT NOT NULL,"
-            " skipped BIGINT NOT NULL,"
-            " seconds DOUBLE PRECISION NOT NULL,"
-            " window_lower VARCHAR(128),"
-            " window_upper VARCHAR(128),"
-            " started_at TIMESTAMP,"
-            " finished_at TIMESTAMP,"
-            " error TEXT,"
-            " details TEXT,"
-            " PRIMARY KEY (run_id, stream))",
-            f"CREATE TABLE IF NOT EXISTS {self._customers} ("
-            " customer_id VARCHAR(1024) NOT NULL PRIMARY KEY,"
-            " values_json TEXT NOT NULL,"
-            " times_json TEXT NOT NULL,"
-            " record_json TEXT,"
-            " fingerprint VARCHAR(64) NOT NULL,"
-            " updated_at TIMESTAMP NOT NULL)",
-            f"CREATE TABLE IF NOT EXISTS {self._fingerprints} ("
-            " space VARCHAR(512) NOT NULL,"
-            " customer_id VARCHAR(1024) NOT NULL,"
-            " fingerprint BIGINT NOT NULL,"
-            " PRIMARY KEY (space, customer_id))",
-            f"CREATE TABLE IF NOT EXISTS {self._locks} ("
-            " name VARCHAR(256) NOT NULL PRIMARY KEY,"
-            " holder VARCHAR(512) NOT NULL,"
-            " acquired_at TIMESTAMP NOT NULL)",
-        ]
-        for attempt in range(5):
+        """Create the tables, or upgrade those of an earlier layout in place (idempotent; one
+        statement when everything is current, so it is cheap to call every run)."""
+        if self._ready:
+            return
+        for attempt in range(6):
             try:
-                with self.engine.begin() as conn:
-                    for statement in statements:
-                        conn.execute(sa.text(statement))
+                if self._version() != SCHEMA_VERSION:
+                    self._create_or_upgrade()
+                self._ready = True
                 return
             except (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.OperationalError) as exc:
                 # Two workers creating the same schema/table at the same moment: PostgreSQL reports a
                 # duplicate key in its catalog even with IF NOT EXISTS. The other one won; try again.
-                if attempt == 4:
+                if attempt == 5:
                     raise
                 log.info("state tables are being created concurrently (%s); retrying", type(exc).__name__)
-                time.sleep(0.2 * (attempt + 1))
+                time.sleep(0.2 * (attempt + 1) + random.random() * 0.2)
 
-    # -- watermarks -----------------------------------------------------------------------------
-    def get_watermark(self, stream: str) -> Watermark | None:
-        sql = f"SELECT cursor_value, updated_at FROM {self._watermarks} WHERE stream = :stream"
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.text(sql), {"stream": stream}).first()
-        return None if row is None else Watermark(stream, decode_cursor(row[0]), row[1])
+    def _version(self) -> int | None:
+        try:
+            with self.engine.connect() as conn:
+                row = conn.execute(sa.text(
+                    f"SELECT version FROM {self.table('state_schema')} WHERE component = 'tables'")).first()
+        except sa.exc.DBAPIError:
+            return None
+        return None if row is None else int(row[0])
 
-    def set_watermark(self, stream: str, value: Any, *, run_id: str) -> None:
-        """Move ``stream``'s watermark to ``value``. Callers do this only after Amberflo accepted
-        every record up to it."""
-        params = {"stream": stream, "value": encode_cursor(value), "run_id": run_id, "now": utcnow()}
-        self._upsert(
-            f"UPDATE {self._watermarks} SET cursor_value = :value, run_id = :run_id, updated_at = :now "
-            "WHERE stream = :stream",
-            f"INSERT INTO {self._watermarks} (stream, cursor_value, run_id, updated_at) "
-            "VALUES (:stream, :value, :run_id, :now)",
-            params,
-        )
+    def _columns(self, name: str) -> list[str] | None:
+        """The columns of an existing table (lower case), None when it does not exist."""
+        try:
+            with self.engine.connect() as conn:
+                result = conn.execute(sa.text(f"SELECT * FROM {self.table(name)} WHERE 1 = 0"))
+                return [str(k).lower() for k in result.keys()]
+        except sa.exc.DBAPIError:
+            return None
 
-    def delete_watermark(self, stream: str) -> None:
+    def _create_or_upgrade(self) -> None:
+        legacy = {}
+        for table in TABLES:
+            existing = self._columns(table.name)
+            if existing is not None and set(table.column_names) - set(existing):
+                legacy[table.name] = existing
         with self.engine.begin() as conn:
-            conn.execute(sa.text(f"DELETE FROM {self._watermarks} WHERE stream = :stream"), {"stream": stream})
+            if self._quoted_schema:
+                conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {self._quoted_schema}"))
+            for name in legacy:
+                log.warning("upgrading state table %s to layout %d (ids of any length)", self.table(name),
+                            SCHEMA_VERSION)
+                conn.execute(sa.text(f"ALTER TABLE {self.table(name)} RENAME TO {self._renamed(name)}"))
+            for table in TABLES:
+                conn.execute(sa.text(table.ddl(self.table(table.name))))
+                if self.dialect in INDEXED_DIALECTS:
+                    for columns in table.indexes:
+                        index = f"{table.name}_{'_'.join(columns)}_idx"
+                        conn.execute(sa.text(
+                            f"CREATE INDEX IF NOT EXISTS {index} ON {self.table(table.name)} ({', '.join(columns)})"))
+            for name, old_columns in legacy.items():
+                _copy_legacy_rows(conn, TABLE_BY_NAME[name], self.table(f"{name}_v1"), self.table(name), old_columns)
+                conn.execute(sa.text(f"DROP TABLE {self.table(f'{name}_v1')}"))
+            for lock in LOCK_NAMES:
+                conn.execute(sa.text(
+                    f"INSERT INTO {self.table('locks')} (name) SELECT :name WHERE NOT EXISTS "
+                    f"(SELECT 1 FROM {self.table('locks')} WHERE name = :name)"), {"name": lock})
+            updated = conn.execute(sa.text(
+                f"UPDATE {self.table('state_schema')} SET version = :v WHERE component = 'tables'"),
+                {"v": SCHEMA_VERSION}).rowcount
+            if not updated:
+                conn.execute(sa.text(
+                    f"INSERT INTO {self.table('state_schema')} (component, version) VALUES ('tables', :v)"),
+                    {"v": SCHEMA_VERSION})
 
-    # -- rejected rows --------------------------------------------------------------------------
-    def record_rejected(self, stream: str, rejected: Iterable[Mapping[str, Any]]) -> int:
-        """Upsert rejected rows (``id``, ``reason``, ``row``): first_seen stays, last_seen and
-        attempts move. Rows without an id are keyed by a hash of their content."""
-        now = utcnow()
-        count = 0
-        with self.engine.begin() as conn:
-            for item in rejected:
-                row_json = orjson.dumps(item.get("row") or {}, default=str, option=orjson.OPT_SORT_KEYS).decode()
-                row_id = item.get("id")
-                if row_id is None or row_id != row_id or str(row_id) == "":
-                    row_id = "sha1:" + hashlib.sha1(row_json.encode()).hexdigest()
-                params = {
-                    "stream": stream,
-                    "row_id": str(row_id),
-                    "reason": str(item["reason"]),
-                    "row_json": row_json,
-                    "now": now,
-                }
-                updated = conn.execute(
-                    sa.text(
-                        f"UPDATE {self._rejected} SET last_seen = :now, attempts = attempts + 1, "
-                        "row_json = :row_json WHERE stream = :stream AND row_id = :row_id AND reason = :reason"
-                    ),
-                    params,
-                ).rowcount
-                if not updated:
-                    conn.execute(
-                        sa.text(
-                            f"INSERT INTO {self._rejected} "
-                            "(stream, row_id, reason, row_json, first_seen, last_seen, attempts) "
-                            "VALUES (:stream, :row_id, :reason, :row_json, :now, :now, 1)"
-                        ),
-                        params,
-                    )
-                count += 1
-        return count
-
-    def resolve_rejected(self, stream: str, row_ids: Iterable[str], reasons: Iterable[str]) -> int:
-        """Forget rejected rows that have now been sent (or re-rejected for another reason)."""
-        ids, reasons = list(dict.fromkeys(row_ids)), list(reasons)
-        if not ids or not reasons:
-            return 0
-        sql = sa.text(
-            f"DELETE FROM {self._rejected} WHERE stream = :stream AND row_id IN :ids AND reason IN :reasons"
-        ).bindparams(sa.bindparam("ids", expanding=True), sa.bindparam("reasons", expanding=True))
-        removed = 0
-        with self.engine.begin() as conn:
-            for start in range(0, len(ids), 1000):
-                removed += conn.execute(sql, {"stream": stream, "ids": ids[start : start + 1000],
-                                              "reasons": reasons}).rowcount or 0
-        return removed
-
-    def rejected_rows(self, stream: str | None = None) -> list[dict[str, Any]]:
-        sql = f"SELECT stream, row_id, reason, row_json, first_seen, last_seen, attempts FROM {self._rejected}"
-        params: dict[str, Any] = {}
-        if stream is not None:
-            sql += " WHERE stream = :stream"
-            params["stream"] = stream
-        with self.engine.connect() as conn:
-            rows = conn.execute(sa.text(sql + " ORDER BY stream, row_id, reason"), params).mappings().all()
-        return [dict(r) for r in rows]
-
-    # -- run history ----------------------------------------------------------------------------
-    def record_run(self, stats: RunStats) -> None:
-        """Insert or update the ``sync_runs`` row of ``(run_id, stream)``."""
-        values = asdict(stats)
-        params = {
-            "run_id": values["run_id"],
-            "stream": values["stream"],
-            "status": values["status"],
-            "rows_read": values["read"],
-            "rows_sent": values["sent"],
-            "duplicates": values["duplicates"],
-            "rejected": values["rejected"],
-            "skipped": values["skipped"],
-            "seconds": float(values["seconds"]),
-            "window_lower": values["window_lower"],
-            "window_upper": values["window_upper"],
-            "started_at": _naive(values["started_at"]),
-            "finished_at": _naive(values["finished_at"]),
-            "error": values["error"],
-            "details": None if values["details"] is None else orjson.dumps(values["details"], option=orjson.OPT_SORT_KEYS).decode(),
-        }
-        columns = [k for k in params if k not in ("run_id", "stream")]
-        self._upsert(
-            f"UPDATE {self._runs} SET "
-            + ", ".join(f"{c} = :{c}" for c in columns)
-            + " WHERE run_id = :run_id AND stream = :stream",
-            f"INSERT INTO {self._runs} ({', '.join(params)}) VALUES ({', '.join(':' + k for k in params)})",
-            params,
-        )
-
-    def runs(self, stream: str | None = None) -> list[dict[str, Any]]:
-        sql = f"SELECT * FROM {self._runs}"
-        params: dict[str, Any] = {}
-        if stream is not None:
-            sql += " WHERE stream = :stream"
-            params["stream"] = stream
-        with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(sa.text(sql + " ORDER BY started_at, stream"), params).mappings()]
+    def _renamed(self, name: str) -> str:
+        # Snowflake renames into the current schema unless the new name is qualified; the others
+        # refuse a qualified new name.
+        return self.table(f"{name}_v1") if self.dialect == "snowflake" else f"{name}_v1"
 
     # -- customers ------------------------------------------------------------------------------
     def load_customers(self, customer_ids: Iterable[str]) -> dict[str, CustomerState]:
-        """The stored state of each given customer that the project has written before."""
+        """The stored state of each given customer that the project has met before."""
         ids = list(dict.fromkeys(customer_ids))
         found: dict[str, CustomerState] = {}
         sql = sa.text(
-            f"SELECT customer_id, values_json, times_json, record_json FROM {self._customers} "
-            "WHERE customer_id IN :ids"
-        ).bindparams(sa.bindparam("ids", expanding=True))
+            f"SELECT customer_id, values_json, times_json, record_json FROM {self.table('customers')} "
+            "WHERE customer_key IN :keys"
+        ).bindparams(sa.bindparam("keys", expanding=True))
         with self.engine.connect() as conn:
             for start in range(0, len(ids), 1000):
-                for row in conn.execute(sql, {"ids": ids[start : start + 1000]}):
+                keys = [id_key(i) for i in ids[start : start + 1000]]
+                for row in conn.execute(sql, {"keys": keys}):
                     found[row[0]] = CustomerState(
                         row[0],
                         orjson.loads(row[1]),
@@ -365,12 +274,14 @@ class StateStore:
 
     def all_customer_ids(self) -> list[str]:
         with self.engine.connect() as conn:
-            return [r[0] for r in conn.execute(sa.text(f"SELECT customer_id FROM {self._customers}"))]
+            return [r[0] for r in conn.execute(sa.text(f"SELECT customer_id FROM {self.table('customers')}"))]
 
     def save_customers(self, states: Iterable[CustomerState]) -> int:
-        """Replace the stored state of the given customers (one transaction)."""
+        """Replace the stored state of the given customers (one transaction). A state whose
+        ``record`` is None was never accepted by Amberflo: the next run writes it again."""
         rows = [
             {
+                "customer_key": id_key(s.customer_id),
                 "customer_id": s.customer_id,
                 "values_json": orjson.dumps(s.values, option=orjson.OPT_SORT_KEYS).decode(),
                 "times_json": orjson.dumps(s.times, option=orjson.OPT_SORT_KEYS).decode(),
@@ -382,17 +293,18 @@ class StateStore:
         ]
         if not rows:
             return 0
-        delete = sa.text(f"DELETE FROM {self._customers} WHERE customer_id IN :ids").bindparams(
-            sa.bindparam("ids", expanding=True)
+        delete = sa.text(f"DELETE FROM {self.table('customers')} WHERE customer_key IN :keys").bindparams(
+            sa.bindparam("keys", expanding=True)
         )
         insert = sa.text(
-            f"INSERT INTO {self._customers} (customer_id, values_json, times_json, record_json, fingerprint, updated_at) "
-            "VALUES (:customer_id, :values_json, :times_json, :record_json, :fingerprint, :updated_at)"
+            f"INSERT INTO {self.table('customers')} (customer_key, customer_id, values_json, times_json, "
+            "record_json, fingerprint, updated_at) "
+            "VALUES (:customer_key, :customer_id, :values_json, :times_json, :record_json, :fingerprint, :updated_at)"
         )
         with self.engine.begin() as conn:
             for start in range(0, len(rows), 1000):
                 part = rows[start : start + 1000]
-                conn.execute(delete, {"ids": [r["customer_id"] for r in part]})
+                conn.execute(delete, {"keys": [r["customer_key"] for r in part]})
                 conn.execute(insert, part)
         return len(rows)
 
@@ -401,88 +313,131 @@ class StateStore:
         """Fingerprint of each customer's Engage values at its last successful sync."""
         ids = list(dict.fromkeys(customer_ids))
         sql = sa.text(
-            f"SELECT customer_id, fingerprint FROM {self._fingerprints} WHERE space = :space AND customer_id IN :ids"
-        ).bindparams(sa.bindparam("ids", expanding=True))
+            f"SELECT customer_id, fingerprint FROM {self.table('engage_fingerprints')} "
+            "WHERE space = :space AND customer_key IN :keys"
+        ).bindparams(sa.bindparam("keys", expanding=True))
         found: dict[str, int] = {}
         with self.engine.connect() as conn:
             for start in range(0, len(ids), 1000):
-                found.update((r[0], int(r[1])) for r in conn.execute(sql, {"space": space, "ids": ids[start : start + 1000]}))
+                keys = [id_key(i) for i in ids[start : start + 1000]]
+                found.update((r[0], int(r[1])) for r in conn.execute(sql, {"space": space, "keys": keys}))
         return found
 
     def save_fingerprints(self, space: str, fingerprints: Mapping[str, int]) -> None:
         items = list(fingerprints.items())
         delete = sa.text(
-            f"DELETE FROM {self._fingerprints} WHERE space = :space AND customer_id IN :ids"
-        ).bindparams(sa.bindparam("ids", expanding=True))
-        insert = sa.text(f"INSERT INTO {self._fingerprints} (space, customer_id, fingerprint) VALUES (:space, :id, :fp)")
+            f"DELETE FROM {self.table('engage_fingerprints')} WHERE space = :space AND customer_key IN :keys"
+        ).bindparams(sa.bindparam("keys", expanding=True))
+        insert = sa.text(f"INSERT INTO {self.table('engage_fingerprints')} (space, customer_key, customer_id, "
+                         "fingerprint) VALUES (:space, :key, :id, :fp)")
         with self.engine.begin() as conn:
             for start in range(0, len(items), 1000):
                 part = items[start : start + 1000]
-                conn.execute(delete, {"space": space, "ids": [k for k, _ in part]})
-                conn.execute(insert, [{"space": space, "id": k, "fp": int(v)} for k, v in part])
+                conn.execute(delete, {"space": space, "keys": [id_key(k) for k, _ in part]})
+                conn.execute(insert, [{"space": space, "key": id_key(k), "id": k, "fp": int(v)} for k, v in part])
 
     def forget_fingerprints(self, space: str) -> None:
         with self.engine.begin() as conn:
-            conn.execute(sa.text(f"DELETE FROM {self._fingerprints} WHERE space = :space"), {"space": space})
+            conn.execute(sa.text(f"DELETE FROM {self.table('engage_fingerprints')} WHERE space = :space"),
+                         {"space": space})
 
     # -- locks ----------------------------------------------------------------------------------
     @contextmanager
     def lock(self, name: str, *, holder: str, timeout: float = 3600.0, stale_after: float = 6 * 3600.0,
              poll: float = 2.0) -> Iterator[None]:
-        """A cross-process mutex in the state database (works with any executor).
+        """A cross-process mutex in the state database (works with any executor and any store).
 
         The identify and Engage syncs both write full customer records; holding ``customers`` while
-        writing guarantees they never write the same customer at the same time. A lock older than
-        ``stale_after`` seconds (a killed worker) is broken.
+        writing guarantees they never write the same customer at the same time. The lock is claimed
+        by one atomic conditional ``UPDATE … WHERE holder IS NULL OR expires_at < now`` whose row
+        count decides the holder — never by a unique constraint, which Snowflake, BigQuery, Redshift
+        and Databricks accept but do not enforce. A holder killed without releasing is taken over
+        once its lease (``stale_after`` seconds) expired.
 
         :raises TimeoutError: the lock was not obtained within ``timeout`` seconds.
         """
         deadline = time.monotonic() + timeout
-        while not self._try_lock(name, holder, stale_after):
+        while not self.try_lock(name, holder, stale_after):
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"state lock {name!r} is held by another run; gave up after {timeout:.0f}s")
-            time.sleep(poll)
+            time.sleep(poll * (0.5 + random.random()))
         try:
             yield
         finally:
-            with self.engine.begin() as conn:
-                conn.execute(
-                    sa.text(f"DELETE FROM {self._locks} WHERE name = :name AND holder = :holder"),
-                    {"name": name, "holder": holder},
-                )
+            self.release_lock(name, holder)
 
-    def _try_lock(self, name: str, holder: str, stale_after: float) -> bool:
+    def try_lock(self, name: str, holder: str, stale_after: float = 6 * 3600.0) -> bool:
+        """One attempt to take ``name`` for ``holder``; True when it is now held by ``holder``."""
+        self.create()
         now = utcnow()
-        with self.engine.begin() as conn:
-            conn.execute(
-                sa.text(f"DELETE FROM {self._locks} WHERE name = :name AND acquired_at < :stale"),
-                {"name": name, "stale": now - dt.timedelta(seconds=stale_after)},
-            )
+        params = {"name": name, "holder": holder, "now": now, "expires": now + dt.timedelta(seconds=stale_after)}
         try:
-            with self.engine.begin() as conn:
-                conn.execute(
-                    sa.text(f"INSERT INTO {self._locks} (name, holder, acquired_at) VALUES (:name, :holder, :now)"),
-                    {"name": name, "holder": holder, "now": now},
-                )
-            return True
-        except sa.exc.IntegrityError:
-            return False
-        except sa.exc.DBAPIError as exc:  # DuckDB reports a duplicate key as a ConstraintException
-            if "constraint" in str(exc).lower() or "duplicate" in str(exc).lower():
-                return False
+            claimed = self._claim(params)
+        except sa.exc.DBAPIError as exc:
+            if "conflict" in str(exc).lower() or "serializ" in str(exc).lower():
+                return False  # another holder updated the row at the same moment (DuckDB, serializable stores)
             raise
+        if claimed is None:
+            return False
+        # A warehouse that does not enforce the primary key may hold two rows for one name (two
+        # first-time creators): the holder must hold every live row, else it lets go and retries.
+        with self.engine.connect() as conn:
+            others = conn.execute(sa.text(
+                f"SELECT COUNT(*) FROM {self.table('locks')} WHERE name = :name AND holder IS NOT NULL "
+                "AND holder <> :holder AND expires_at >= :now"), params).scalar()
+        if others:
+            self.release_lock(name, holder)
+            return False
+        return True
 
-    # -- internals ------------------------------------------------------------------------------
-    def _upsert(self, update_sql: str, insert_sql: str, params: dict[str, Any]) -> None:
+    def _claim(self, params: dict[str, Any]) -> int | None:
+        """The conditional update; None when the lock is held by someone else."""
         with self.engine.begin() as conn:
-            if not conn.execute(sa.text(update_sql), params).rowcount:
-                conn.execute(sa.text(insert_sql), params)
+            claimed = conn.execute(sa.text(
+                f"UPDATE {self.table('locks')} SET holder = :holder, acquired_at = :now, expires_at = :expires "
+                "WHERE name = :name AND (holder IS NULL OR expires_at < :now)"), params).rowcount
+            if claimed == 0:
+                exists = conn.execute(sa.text(f"SELECT 1 FROM {self.table('locks')} WHERE name = :name"),
+                                      params).first()
+                if exists is None:  # a lock name not created with the tables: its row, free
+                    conn.execute(sa.text(f"INSERT INTO {self.table('locks')} (name) VALUES (:name)"), params)
+                return None
+        return claimed
+
+    def release_lock(self, name: str, holder: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sa.text(
+                f"UPDATE {self.table('locks')} SET holder = NULL, acquired_at = NULL, expires_at = NULL "
+                "WHERE name = :name AND holder = :holder"), {"name": name, "holder": holder})
 
 
-def _naive(value: dt.datetime | None) -> dt.datetime | None:
-    if value is None or value.tzinfo is None:
-        return value
-    return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+def _copy_legacy_rows(conn: sa.Connection, table: Table, old: str, new: str, old_columns: list[str]) -> None:
+    """Copy the rows of a table of the previous layout into its new table, filling the new columns
+    (hash keys, statuses) in Python, a chunk at a time."""
+    wanted = [c for c in table.column_names if c in old_columns]
+    result = conn.execute(sa.text(f"SELECT {', '.join(wanted)} FROM {old}"))
+    insert = sa.text(f"INSERT INTO {new} ({', '.join(table.column_names)}) "
+                     f"VALUES ({', '.join(':' + c for c in table.column_names)})")
+    while True:
+        rows = result.mappings().fetchmany(5000)
+        if not rows:
+            break
+        upgraded = [_upgrade_row(table.name, dict(r), table.column_names) for r in rows]
+        upgraded = [r for r in upgraded if r is not None]
+        if upgraded:
+            conn.execute(insert, upgraded)
+
+
+def _upgrade_row(table: str, row: dict[str, Any], columns: list[str]) -> dict[str, Any] | None:
+    out = {c: row.get(c) for c in columns}
+    if table == "rejected_rows":
+        out["row_key"] = id_key(row["row_id"])
+        out["status"] = "open"
+    elif table in ("customers", "engage_fingerprints"):
+        out["customer_key"] = id_key(row["customer_id"])
+    elif table == "locks":
+        return None  # a lock of the old layout is a held row; the new layout starts free
+    return out
 
 
 def _make_parent_dir(url: str) -> None:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import time
+
 import pandas as pd
 import pytest
 
-from amberflo_sync.client import AmberfloClient, ClientSettings
 from amberflo_sync.config import EngageConfig, SyncConfig
-from amberflo_sync.customer_writer import CustomerWriter
-from amberflo_sync.engage_sync import EngageSpace, engage_spaces, sync_engage_space
-from amberflo_sync.reader import WarehouseReader, create_engine
-from amberflo_sync.retry import RetryPolicy
-from amberflo_sync.state import StateStore
+from amberflo_sync.engage_sync import engage_spaces
+from amberflo_sync.ledger import RunStats
+from amberflo_sync.tasks import discover_engage_spaces, run_engage_space
+from tests.dag_path import amberflo_connection
 from tests.integration.test_identifies_sync import CustomersHarness
 from tests.segment_rows import BASE_TIME
 
@@ -42,16 +42,20 @@ def track_events(table: str, events: list[tuple[str, str, int, object]]) -> pd.D
 
 
 class EngageHarness(CustomersHarness):
-    def sync_engage(self, schema: str = "engage_default", shape: str | None = None, **engage):
+    def sync_engage(self, schema: str = "engage_default", shape: str | None = None, params: dict | None = None,
+                    **engage) -> RunStats:
+        """One Engage DAG run's ``sync_space`` task for one space."""
         engage.setdefault("spaces", (self.warehouse.schema(schema),))
-        config = SyncConfig(source_schemas=("prod",), chunk_rows=2, engage=EngageConfig(**engage))
-        settings = ClientSettings(base_url=self.emulator.url, api_key=self.key)
-        with AmberfloClient(settings, retry=RetryPolicy(base_delay=0.01, give_up_after=2)) as client:
-            writer = CustomerWriter(client, self.state, **self.writer_options)
-            space = EngageSpace(self.warehouse.schema(schema), shape) if shape else next(
-                s for s in engage_spaces(self.reader, config) if s.schema == self.warehouse.schema(schema))
-            return sync_engage_space(space, reader=self.reader, state=self.state, writer=writer, config=config,
-                                     run_id="engage")
+        runtime = self.runtime(SyncConfig(source_schemas=("prod",), chunk_rows=2, engage=EngageConfig(**engage)))
+        space = {"key": self.warehouse.schema(schema).lower(), "schema": self.warehouse.schema(schema),
+                 "shape": shape} if shape else next(s for s in discover_engage_spaces(runtime)
+                                                    if s["schema"] == self.warehouse.schema(schema))
+        context = {"run_id": f"manual__engage-{time.monotonic_ns()}", "params": dict(params or {}),
+                   "dag_run": type("DagRun", (), {"run_type": "manual"})()}
+        with amberflo_connection(self.emulator.url, self.key):
+            result = run_engage_space(space, context, runtime)
+        return RunStats(**{k: v for k, v in result.items() if k in RunStats.__dataclass_fields__
+                           and k not in ("started_at", "finished_at")})
 
     def traits(self) -> dict[str, dict]:
         return {k: c.get("traits", {}) for k, c in self.emulator.customers().items()}

@@ -8,56 +8,79 @@ import json
 import pandas as pd
 import pytest
 
-from amberflo_sync.client import AmberfloAuthError, AmberfloClient, ClientSettings
-from amberflo_sync.config import SyncConfig
-from amberflo_sync.events_sync import DryRun, sync_stream
-from amberflo_sync.reader import EventStream, WarehouseReader, create_engine
-from amberflo_sync.retry import RetryPolicy
-from amberflo_sync.state import StateStore
+from dataclasses import replace
+
+from amberflo_sync.client import AmberfloAuthError
+from amberflo_sync.config import EventsConfig, SyncConfig
+from amberflo_sync.events_run import RunFailed
+from amberflo_sync.events_sync import DryRun
+from amberflo_sync.ledger import RunStats
+from amberflo_sync.reader import EventStream
+from tests.dag_path import DagPath, amberflo_connection
 from tests.segment_rows import BASE_TIME, event_rows
 
 CONFIG = SyncConfig(source_schemas=("prod",), chunk_rows=4, batch_size=3)
 
 
 class Harness:
-    """Reader, state and client wired like the DAG task wires them."""
+    """The events DAG's own task functions (plan → slices → finish) over one warehouse and the
+    emulator, restricted to the stream under test."""
 
     def __init__(self, warehouse, emulator, key, state_url):
         self.warehouse = warehouse
         self.emulator = emulator
-        self.reader = WarehouseReader(create_engine(warehouse.url), chunk_rows=CONFIG.chunk_rows)
-        self.state = StateStore.from_url(state_url)
-        self.state.create()
         self.key = key
+        self.state_url = state_url
+        self.base_config = CONFIG
+        self.dag = DagPath(warehouse.url, state_url, CONFIG, read_only=False)
+        self.reader, self.state, self.ledger = self.dag.reader, self.dag.state, self.dag.ledger
         self.runs = 0
 
     def stream(self, table: str, kind: str = "track") -> EventStream:
         return EventStream(self.warehouse.schema("prod"), table, kind)
 
     def sync(self, table: str, kind: str = "track", key: str | None = None, dry_run: DryRun | None = None):
+        """One DAG run over ``prod.<table>``; returns its stream's stats, raises what failed it."""
         self.runs += 1
-        settings = ClientSettings(base_url=self.emulator.url, api_key=key or self.key, batch_size=CONFIG.batch_size)
-        with AmberfloClient(settings, retry=RetryPolicy(base_delay=0.01, give_up_after=2)) as client:
-            return sync_stream(
-                self.stream(table, kind),
-                reader=self.reader,
-                state=self.state,
-                send=client.ingest_records,
-                config=CONFIG,
-                run_id=f"run-{self.runs}",
-                dry_run=dry_run,
-            )
+        events = EventsConfig(pages=kind == "page", screens=kind == "screen", tracks=kind == "track",
+                              include=(table,) if kind == "track" else ())
+        self.dag.config = self.dag.runtime.config = replace(self.base_config, events=events, source_schemas=(self.warehouse.schema("prod"),),
+                                                            dry_run_dir=str(dry_run.path.parent) if dry_run and dry_run.path else None)
+        params = {"dry_run": True, "dry_run_records": dry_run.limit} if dry_run else {}
+        context = self.dag.context(f"manual__run-{self.runs}", params=params)
+        with amberflo_connection(self.emulator.url, key or self.key):
+            result = self.dag.run(context)
+        if result.plan_error is not None:
+            raise result.plan_error
+        for outcome in result.slices:
+            if isinstance(outcome, BaseException):
+                raise outcome.__cause__ or outcome
+        if isinstance(result.finish, BaseException):
+            raise result.finish
+        if dry_run is not None and dry_run.path:
+            dry_run.records = [line for f in sorted(dry_run.path.parent.rglob("*.jsonl"))
+                               for line in f.read_text().splitlines()]
+        rows = [r for r in self.ledger.runs(run_id=context["run_id"]) if r["stream"] == self.stream(table, kind).key]
+        return stats_from_row(rows[0]) if rows else RunStats(context["run_id"], self.stream(table, kind).key,
+                                                             status="success")
 
     def records(self, meter: str | None = None) -> list[dict]:
         return [r for r in self.emulator.records() if meter is None or r["meterApiName"] == meter]
+
+
+def stats_from_row(row: dict) -> RunStats:
+    """A ``sync_runs`` row as :class:`RunStats` (what the tests assert on)."""
+    return RunStats(row["run_id"], row["stream"], status=row["status"], read=row["rows_read"], sent=row["rows_sent"],
+                    duplicates=row["duplicates"], rejected=row["rejected"], skipped=row["skipped"],
+                    abandoned=row["abandoned"] or 0, error=row["error"],
+                    details=json.loads(row["details"]) if row["details"] else None)
 
 
 @pytest.fixture
 def harness(warehouse, emulator, api_key, sqlite_state_url):
     h = Harness(warehouse, emulator, api_key, sqlite_state_url)
     yield h
-    h.reader.engine.dispose()
-    h.state.engine.dispose()
+    h.dag.close()
 
 
 def test_first_run_sends_exactly_the_mapped_records(harness):
@@ -121,9 +144,9 @@ def test_rejected_rows_are_stored_with_reasons_and_counts_balance(harness):
     harness.warehouse.write("prod", "api_calls", frame)
     stats = harness.sync("api_calls")
     assert (stats.read, stats.sent, stats.rejected) == (4, 2, 2) and stats.balanced
-    reasons = {r["row_id"]: r["reason"] for r in harness.state.rejected_rows()}
+    reasons = {r["row_id"]: r["reason"] for r in harness.ledger.rejected_rows()}
     assert reasons == {"m-1": "invalid_meter_value", "m-2": "missing_customer_id"}
-    run = harness.state.runs()[0]
+    run = harness.ledger.runs()[0]
     assert (run["rows_read"], run["rows_sent"], run["rejected"], run["status"]) == (4, 2, 2, "success")
 
 
@@ -132,30 +155,30 @@ def test_a_failed_run_moves_no_watermark_and_the_next_run_completes(harness):
     with pytest.raises(AmberfloAuthError):
         harness.sync("api_calls", key="not-the-key")
     key = harness.stream("api_calls").key
-    assert harness.state.get_watermark(key) is None
-    assert harness.state.runs()[0]["status"] == "failed"
+    assert harness.ledger.watermark(key) is None
+    assert harness.ledger.runs()[0]["status"] == "failed"
     harness.sync("api_calls")
     assert harness.emulator.stats()["distinct"] == 5
-    assert harness.state.get_watermark(key) is not None
+    assert harness.ledger.watermark(key) is not None
 
 
 def test_watermark_is_the_max_cursor_at_the_start_of_the_run(harness):
     frame = event_rows(3)
     harness.warehouse.write("prod", "pages", frame.assign(name="x"))
     harness.sync("pages", "page")
-    mark = harness.state.get_watermark(harness.stream("pages").key).value
+    mark = harness.ledger.watermark(harness.stream("pages").key).value
     assert pd.Timestamp(mark) == frame["uuid_ts"].max()
 
 
 def test_dry_run_sends_nothing_and_moves_nothing(harness, tmp_path):
     harness.warehouse.write("prod", "api_calls", event_rows(5, event_text="ApiCalls"))
-    dry = DryRun(limit=2, path=tmp_path / "dry.jsonl")
+    dry = DryRun(limit=2, path=tmp_path / "dry" / "dry.jsonl")
     stats = harness.sync("api_calls", dry_run=dry)
     assert stats.status == "dry_run" and stats.sent == 5
+    assert "would send=5" in stats.summary() and "sent=5" not in stats.summary().replace("would send", "")
     assert harness.emulator.stats()["requests"] == 0
-    assert harness.state.get_watermark(harness.stream("api_calls").key) is None
-    lines = (tmp_path / "dry.jsonl").read_text().splitlines()
-    assert [json.loads(line)["uniqueId"] for line in lines] == ["m-0", "m-1"] or len(lines) == 2
+    assert harness.ledger.watermark(harness.stream("api_calls").key) is None
+    assert [json.loads(line)["uniqueId"] for line in dry.records] == ["m-0", "m-1"]
 
 
 def test_table_without_cursor_column_is_read_whole_and_not_double_billed(harness):
@@ -163,12 +186,15 @@ def test_table_without_cursor_column_is_read_whole_and_not_double_billed(harness
     harness.sync("api_calls")
     harness.sync("api_calls")
     assert harness.emulator.stats()["distinct"] == 3
-    assert harness.state.get_watermark(harness.stream("api_calls").key) is None
+    assert harness.ledger.watermark(harness.stream("api_calls").key) is None
 
 
-def test_missing_table_is_not_an_error(harness):
-    stats = harness.sync("never_existed")
-    assert (stats.status, stats.read) == ("success", 0)
+def test_a_run_that_finds_none_of_its_configured_streams_fails_and_says_what_it_looked_for(harness):
+    with pytest.raises(RunFailed) as failed:
+        harness.sync("never_existed")
+    assert "none of the configured streams exists" in str(failed.value)
+    assert "prod.<track tables: never_existed>" in str(failed.value)
+    assert harness.emulator.stats()["requests"] == 0
 
 
 def test_big_integers_keep_every_digit_even_next_to_nulls(harness):

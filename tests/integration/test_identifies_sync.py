@@ -9,13 +9,14 @@ import pandas as pd
 import pytest
 import requests
 
-from amberflo_sync.client import AmberfloClient, ClientSettings
-from amberflo_sync.config import SyncConfig
-from amberflo_sync.customer_writer import CustomerWriter
-from amberflo_sync.identifies_sync import identify_streams, sync_identifies
+from dataclasses import replace
+
+from amberflo_sync.config import CustomersConfig, SyncConfig
+from amberflo_sync.ledger import Ledger, RunStats
 from amberflo_sync.reader import WarehouseReader, create_engine
-from amberflo_sync.retry import RetryPolicy
 from amberflo_sync.state import StateStore
+from amberflo_sync.tasks import Runtime, discover_identify_streams, run_identify_stream
+from tests.dag_path import amberflo_connection
 from tests.segment_rows import BASE_TIME
 from tests.unit.test_customers import SEED_TRAITS
 
@@ -36,13 +37,20 @@ def identify_rows(calls: list[dict], *, loaded: pd.Timestamp, start: pd.Timestam
 
 
 class CustomersHarness:
+    """The identify DAG's own task functions over one warehouse, one state database and the emulator."""
+
     def __init__(self, warehouse, emulator, key, state_url, **writer_options):
         self.warehouse, self.emulator, self.key = warehouse, emulator, key
         self.reader = WarehouseReader(create_engine(warehouse.url), chunk_rows=CONFIG.chunk_rows)
         self.state = StateStore.from_url(state_url)
-        self.state.create()
+        self.ledger = Ledger(self.state)
         self.writer_options = writer_options
         self.loads = 0
+
+    def runtime(self, config: SyncConfig) -> Runtime:
+        customers = CustomersConfig(**{k: v for k, v in self.writer_options.items()
+                                       if k in ("concurrency", "bulk_read_threshold")})
+        return Runtime(replace(config, customers=customers), self.reader, self.state, self.ledger)
 
     def load(self, calls: list[dict], **kw) -> None:
         self.loads += 1
@@ -50,13 +58,16 @@ class CustomersHarness:
         frame = identify_rows(calls, loaded=when, start=kw.pop("start", when), prefix=f"l{self.loads}", **kw)
         self.warehouse.write("prod", "identifies", frame, replace=self.loads == 1)
 
-    def sync(self):
-        settings = ClientSettings(base_url=self.emulator.url, api_key=self.key)
-        with AmberfloClient(settings, retry=RetryPolicy(base_delay=0.01, give_up_after=2)) as client:
-            writer = CustomerWriter(client, self.state, **self.writer_options)
-            stream = identify_streams(self.reader, [self.warehouse.schema("prod")])[0]
-            return sync_identifies(stream, reader=self.reader, state=self.state, writer=writer, config=CONFIG,
-                                   run_id=f"run-{time.monotonic_ns()}")
+    def sync(self, params: dict | None = None) -> RunStats:
+        """One identify DAG run: discover, then the mapped ``sync_customers`` task."""
+        runtime = self.runtime(replace(CONFIG, source_schemas=(self.warehouse.schema("prod"),)))
+        context = {"run_id": f"manual__{time.monotonic_ns()}", "params": dict(params or {}),
+                   "dag_run": type("DagRun", (), {"run_type": "manual"})()}
+        [stream] = discover_identify_streams(runtime)
+        with amberflo_connection(self.emulator.url, self.key):
+            result = run_identify_stream(stream, context, runtime)
+        return RunStats(**{k: v for k, v in result.items() if k in RunStats.__dataclass_fields__
+                           and k not in ("started_at", "finished_at")})
 
     def customer(self, customer_id: str = "some_user_id") -> dict:
         customer = dict(self.emulator.customers()[customer_id])

@@ -12,7 +12,6 @@ from amberflo_sync.planning import (
     BackfillRefused,
     Slice,
     check_backfill_interval,
-    committable_watermarks,
     split_range,
     work_units,
 )
@@ -34,23 +33,12 @@ def test_split_range_covers_the_window_in_equal_steps():
     assert split_range(0, 10, 3) == [0, 3, 6, 10]
 
 
-def test_watermark_moves_to_the_end_of_the_succeeded_prefix():
-    parts = slices(4)
-    assert committable_watermarks(parts, {s.key for s in parts}) == {"prod.api_calls": T0 + dt.timedelta(hours=4)}
-    assert committable_watermarks(parts, {parts[0].key, parts[1].key, parts[3].key}) == {
-        "prod.api_calls": T0 + dt.timedelta(hours=2)}
-    assert committable_watermarks(parts, {parts[1].key, parts[2].key}) == {}
-
-
-def test_backfill_slices_never_move_watermarks():
-    part = Slice(STREAM, BACKFILL, Window("timestamp", T0, T0 + dt.timedelta(hours=1), include_null=False))
-    assert committable_watermarks([part], {part.key}) == {}
-
-
 def test_slices_survive_the_trip_through_xcom():
     for part in slices(3):
         again = Slice.from_dict(part.to_dict())
         assert again == part and again.key == part.key
+        bound = part.bound_to("p1")
+        assert Slice.from_dict(bound.to_dict()).plan_id == "p1"
 
 
 def test_work_units_stay_under_max_map_length():
