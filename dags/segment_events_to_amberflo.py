@@ -81,11 +81,14 @@ def segment_events_to_amberflo() -> None:
 
         return PokeReturnValue(is_done=customers_ready(get_current_context()))
 
-    @task(multiple_outputs=True)
-    def plan_slices() -> dict:
+    @task
+    def plan_slices() -> list[list[dict]]:
         from amberflo_sync.tasks import plan_event_slices
 
-        return plan_event_slices(get_current_context())
+        context = get_current_context()
+        plan = plan_event_slices(context)
+        context["ti"].xcom_push("plan", plan)  # the whole plan, for finish
+        return plan["units"]
 
     @task(map_index_template="{{ slice_keys }}", pool=AMBERFLO_POOL)
     def sync_slices(unit: list[dict]) -> list[dict]:
@@ -101,13 +104,13 @@ def segment_events_to_amberflo() -> None:
 
         context = get_current_context()
         # pulled, not passed: a plan that failed leaves nothing, and finish must then fail the run
-        return finish_event_run(context["ti"].xcom_pull(task_ids="plan_slices"), context)
+        return finish_event_run(context["ti"].xcom_pull(task_ids="plan_slices", key="plan"), context)
 
-    plan = plan_slices()
-    wait_for_customers() >> plan
+    units = plan_slices()
+    wait_for_customers() >> units
     done = finish()
-    sync_slices.expand(unit=plan["units"]) >> done
-    plan >> done
+    sync_slices.expand(unit=units) >> done
+    units >> done
 
 
 segment_events_to_amberflo()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from amberflo_sync.ledger import Ledger
 from amberflo_sync.state import StateStore
 from tests.e2e.test_events_dag import EXPECTED, build_small_warehouse
 
@@ -17,10 +18,12 @@ def test_big_windows_are_split_into_slices_and_watermarks_cover_them(duckdb_ware
     assert result.succeeded, result.output[-5000:]
     assert sorted(emulator.records(), key=lambda r: r["uniqueId"]) == EXPECTED
     assert "4 streams: read=7 sent=6 duplicates=0 rejected=1 skipped=0 slices=7 succeeded=7" in result.output
-    state = StateStore.from_url(runner.state_url)
-    slice_runs = [r for r in state.runs() if r["stream"] == "prod.api_calls"]
-    assert len(slice_runs) == 3 and sum(r["rows_read"] for r in slice_runs) == 3
-    assert str(state.get_watermark("prod.api_calls").value).startswith("2026-11-20 10:30:02")
+    state = Ledger(StateStore.from_url(runner.state_url))
+    [run] = [r for r in state.runs() if r["stream"] == "prod.api_calls"]
+    assert run["rows_read"] == 3 and '"slices":3' in run["details"] and '"slices_succeeded":3' in run["details"]
+    slice_rows = [r for r in state.slices(run["plan_id"]) if r["stream"] == "prod.api_calls"]
+    assert len(slice_rows) == 3 and sum(r["rows_read"] for r in slice_rows) == 3
+    assert str(state.watermark("prod.api_calls").value).startswith("2026-11-20 10:30:02")
     again = runner.dags_test("segment_events_to_amberflo")
     assert again.succeeded and emulator.stats()["distinct"] == len(EXPECTED)
 
@@ -29,8 +32,8 @@ def test_backfill_resends_the_interval_by_event_time_and_bills_nothing_twice(duc
     build_small_warehouse(duckdb_warehouse)
     runner = airflow(duckdb_warehouse)
     assert runner.dags_test("segment_events_to_amberflo").succeeded
-    state = StateStore.from_url(runner.state_url)
-    marks = {k: state.get_watermark(k).value for k in ("prod.pages", "prod.api_calls")}
+    state = Ledger(StateStore.from_url(runner.state_url))
+    marks = {k: state.watermark(k).value for k in ("prod.pages", "prod.api_calls")}
     before = emulator.stats()
     # events at 10:00:00 and 10:00:01 of 2026-11-20: the interval (09:59:59.5, 10:00:00.5] holds the first of each
     result = runner.dags_test("segment_events_to_amberflo",
@@ -39,7 +42,7 @@ def test_backfill_resends_the_interval_by_event_time_and_bills_nothing_twice(duc
     after = emulator.stats()
     assert after["distinct"] == before["distinct"]  # billed once, whatever is re-sent
     assert after["received"] - before["received"] == 4  # p-0, a-0, s-0, sc-0 re-sent as identical bytes
-    assert {k: state.get_watermark(k).value for k in marks} == marks  # no watermark moved
+    assert {k: state.watermark(k).value for k in marks} == marks  # no watermark moved
     assert "backfill of event times" in result.output
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from amberflo_sync.ledger import Ledger
 from amberflo_sync.state import StateStore
 from tests.segment_rows import BASE_TIME, event_rows
 
@@ -64,7 +65,7 @@ def test_dag_bills_exactly_the_expected_records_and_a_second_run_adds_none(duckd
     assert second.succeeded, second.output[-5000:]
     assert emulator.stats()["distinct"] == len(EXPECTED)
 
-    state = StateStore.from_url(runner.state_url)
+    state = Ledger(StateStore.from_url(runner.state_url))
     rejected = state.rejected_rows()
     assert [(r["stream"], r["row_id"], r["reason"]) for r in rejected] == [
         ("prod.api_calls", "a-2", "missing_customer_id")
@@ -78,12 +79,13 @@ def test_dry_run_param_sends_nothing(duckdb_warehouse, airflow, emulator, tmp_pa
     result = runner.dags_test("segment_events_to_amberflo", conf={"dry_run": True, "dry_run_records": 1})
     assert result.succeeded, result.output[-5000:]
     assert emulator.stats()["requests"] == 0
-    assert "prod.pages: status=dry_run read=2 sent=2" in result.output
+    assert "prod.pages: status=dry_run read=2 would send=2" in result.output
+    assert " sent=" not in result.output.split("4 streams:")[-1].splitlines()[0]  # the total says would send too
     written = {p.name: p.read_text().splitlines() for p in (tmp_path / "dry_run").rglob("*.jsonl")}
     assert sorted(written) == ["ios_app.screens.jsonl", "prod.api_calls.jsonl", "prod.pages.jsonl", "prod.signed_up.jsonl"]
     assert all(len(lines) == 1 for lines in written.values())
     assert written["prod.pages.jsonl"][0].startswith('{"uniqueId":"p-0","customerId":"user_0","meterApiName":"page"')
-    assert StateStore.from_url(runner.state_url).get_watermark("prod.pages") is None
+    assert Ledger(StateStore.from_url(runner.state_url)).watermark("prod.pages") is None
 
 
 def test_dag_on_postgres_warehouse(pg_warehouse, airflow, emulator):
@@ -124,7 +126,7 @@ def test_generated_warehouse_is_billed_exactly_once_across_loads(tmp_path, airfl
     for schema, table in tables:
         warehouse_ids |= {r[0] for r in con.execute(f'SELECT DISTINCT id FROM "{schema}"."{table}"').fetchall()}
     con.close()
-    rejected = {r["row_id"] for r in StateStore.from_url(runner.state_url).rejected_rows()}
+    rejected = {r["row_id"] for r in Ledger(StateStore.from_url(runner.state_url)).rejected_rows()}
     billed = [r["uniqueId"] for r in emulator.records()]
     assert len(billed) == len(set(billed)), "an id was billed twice with different content"
     assert set(billed) == warehouse_ids - rejected

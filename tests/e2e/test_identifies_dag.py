@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from amberflo_sync.ledger import Ledger
 from amberflo_sync.state import StateStore
 from tests.integration.test_identifies_sync import identify_rows
 from tests.segment_rows import BASE_TIME
@@ -41,5 +42,5 @@ def test_dag_writes_exactly_the_expected_customers_and_is_idempotent(duckdb_ware
     again = runner.dags_test("segment_identifies_to_amberflo")
     assert again.succeeded, again.output[-5000:]
     assert emulator.stats()["requests"] == calls_before  # nothing changed: zero API calls
-    runs = StateStore.from_url(runner.state_url).runs()
+    runs = Ledger(StateStore.from_url(runner.state_url)).runs()
     assert {r["status"] for r in runs} == {"success"} and len(runs) == 4

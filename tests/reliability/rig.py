@@ -1,4 +1,5 @@
-"""The reliability suite's rig: the events sync wired like the DAG task wires it, minus Airflow.
+"""The reliability suite's rig: the events DAG's own task functions (plan → slices → finish), minus
+the scheduler.
 
 Every reliability claim is "the final Amberflo state equals the fault-free one", so the rig also gives
 the one way to compare states: each distinct record the emulator holds as canonical JSON (sorted keys),
@@ -9,20 +10,20 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from amberflo_sync.client import AmberfloClient, ClientSettings
 from amberflo_sync.config import SyncConfig
 from amberflo_sync.emulator import EmulatorServer, FaultConfig
-from amberflo_sync.events_sync import sync_stream
-from amberflo_sync.reader import EventStream, WarehouseReader, create_engine
+from amberflo_sync.ledger import RunStats
+from amberflo_sync.reader import EventStream
 from amberflo_sync.retry import RetryPolicy
-from amberflo_sync.state import RunStats, StateStore
+from tests.dag_path import DagPath, RunResult, amberflo_connection
 
 REPO = Path(__file__).resolve().parents[2]
 #: End of the generated demo period (fixed, so the data and thus the records are reproducible).
@@ -86,7 +87,8 @@ PYTHON = sys.executable
 
 @dataclass
 class SyncRig:
-    """Reader, state store and Amberflo client for one warehouse, one state database and one emulator.
+    """The events DAG's own task functions (plan → slices → finish, :mod:`tests.dag_path`) over one
+    warehouse, one state database and one emulator.
 
     :param warehouse_url: SQLAlchemy URL of the warehouse (a DuckDB file is opened read-only, as the DAG
         opens it when state lives elsewhere).
@@ -107,15 +109,12 @@ class SyncRig:
     _runs: int = field(default=0, repr=False)
 
     def __post_init__(self) -> None:
-        self.reader = WarehouseReader(create_engine(self.warehouse_url, read_only=True),
-                                      chunk_rows=self.config.chunk_rows)
-        self.state = StateStore.from_url(self.state_url)
-        self.state.create()
+        self.dag = DagPath(self.warehouse_url, self.state_url, self.config)
+        self.reader, self.state, self.ledger = self.dag.reader, self.dag.state, self.dag.ledger
 
     def close(self) -> None:
         """Release the warehouse file (DuckDB admits one writing process) and the state database."""
-        self.reader.engine.dispose()
-        self.state.engine.dispose()
+        self.dag.close()
 
     def __enter__(self) -> SyncRig:
         return self
@@ -124,37 +123,41 @@ class SyncRig:
         self.close()
 
     def streams(self) -> list[EventStream]:
-        """The streams the DAG's ``discover_streams`` would map over."""
+        """The streams the DAG's plan would find."""
         return self.reader.event_streams(self.config.source_schemas, self.config.events)
 
-    def client(self) -> AmberfloClient:
-        settings = ClientSettings(base_url=self.amberflo_url, api_key=self.api_key,
-                                  batch_size=self.config.batch_size, read_timeout=self.read_timeout,
-                                  connect_timeout=2.0)
-        return AmberfloClient(settings, retry=self.retry)
+    def connection(self) -> Any:
+        """``amberflo_default`` as the DAG's tasks read it, with this rig's retry policy and timeouts."""
+        return amberflo_connection(
+            self.amberflo_url, self.api_key, batch_size=self.config.batch_size, read_timeout=self.read_timeout,
+            connect_timeout=2.0, retry_base_delay=self.retry.base_delay, retry_max_delay=self.retry.max_delay,
+            retry_min_delay=self.retry.min_delay, retry_give_up_after=self.retry.give_up_after)
 
-    def sync(self, stream: EventStream, run_id: str | None = None) -> RunStats:
-        """Sync one stream with a fresh client (as one DAG task does); raises what stopped it."""
+    def run(self, run_id: str | None = None) -> RunResult:
+        """One whole DAG run (manual)."""
         self._runs += 1
-        with self.client() as client:
-            try:
-                return sync_stream(stream, reader=self.reader, state=self.state, send=client.ingest_records,
-                                   config=self.config, run_id=run_id or f"run-{self._runs}")
-            finally:
-                self.retries += client.stats.retries
-                self.requests += client.stats.requests
+        context = self.dag.context(run_id or f"run-{self._runs}")
+        with self.connection():
+            result = self.dag.run(context)
+        for unit in result.slices:
+            if isinstance(unit, list) and unit:
+                self.requests += max(int(r.get("http_requests") or 0) for r in unit)
+                self.retries += max(int(r.get("http_retries") or 0) for r in unit)
+        return result
 
-    def sync_all(self, run_id: str | None = None,
-                 streams: Iterable[EventStream] | None = None) -> dict[str, RunStats | BaseException]:
-        """Sync every stream (like one DAG run: a failing stream does not stop the others)."""
-        self._runs += 1
-        run_id = run_id or f"run-{self._runs}"
+    def sync_all(self, run_id: str | None = None) -> dict[str, RunStats | BaseException]:
+        """One DAG run over every stream; each stream's outcome (its run row, or why it failed)."""
+        run_id = run_id or f"run-{uuid.uuid4().hex[:8]}"
+        result = self.run(run_id)
         outcome: dict[str, RunStats | BaseException] = {}
-        for stream in streams if streams is not None else self.streams():
-            try:
-                outcome[stream.key] = self.sync(stream, run_id)
-            except Exception as exc:  # noqa: BLE001 - recorded per stream, asserted by the caller
-                outcome[stream.key] = exc
+        for row in self.ledger.runs(run_id=run_id):
+            stats = RunStats(row["run_id"], row["stream"], status=row["status"], read=row["rows_read"],
+                             sent=row["rows_sent"], duplicates=row["duplicates"], rejected=row["rejected"],
+                             skipped=row["skipped"], abandoned=row["abandoned"] or 0, error=row["error"],
+                             details=json.loads(row["details"]) if row["details"] else None)
+            outcome[row["stream"]] = stats if row["status"] == "success" else RuntimeError(row["error"])
+        if result.plan_error is not None and not outcome:
+            outcome["(plan)"] = result.plan_error
         return outcome
 
 

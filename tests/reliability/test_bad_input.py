@@ -39,7 +39,7 @@ from amberflo_sync.demo.bad_input import (
 )
 from amberflo_sync.emulator import EmulatorServer
 from amberflo_sync.reader import EventStream, create_engine
-from amberflo_sync.state import RunStats
+from amberflo_sync.ledger import RunStats
 from tests.conftest import PG_URL, require_service
 from tests.reliability.rig import SyncRig
 
@@ -132,8 +132,8 @@ def corpus(corpus_target: tuple[str, str, str], tmp_path_factory: pytest.TempPat
     with EmulatorServer(api_key=API_KEY) as emulator:
         rig, outcome = sync_corpus(url, schema, state_url, emulator)
         try:
-            synced = SyncedCorpus(backend, url, schema, outcome, rig.state.runs(), emulator.records(),
-                                  rig.state.rejected_rows(), {}, emulator.stats())
+            synced = SyncedCorpus(backend, url, schema, outcome, rig.ledger.runs(), emulator.records(),
+                                  rig.ledger.rejected_rows(), {}, emulator.stats())
         finally:
             rig.close()
     synced.table_ids = _table_ids(url, schema)
@@ -334,7 +334,7 @@ def test_value_changing_from_double_to_text_between_runs_neither_crashes_nor_reb
                           loaded_at=NOW + dt.timedelta(minutes=1))
         rig, second = sync_corpus(url, schema, state_url, emulator)
         try:
-            rejected = {(r["row_id"], r["reason"]) for r in rig.state.rejected_rows(stream_key(schema, TRACK_TABLE))}
+            rejected = {(r["row_id"], r["reason"]) for r in rig.ledger.rejected_rows(stream_key(schema, TRACK_TABLE))}
         finally:
             rig.close()
         after = emulator.stats()
@@ -348,23 +348,29 @@ def test_value_changing_from_double_to_text_between_runs_neither_crashes_nor_reb
 
 
 def test_a_table_dropped_between_runs_is_skipped_without_error(fresh_corpus: tuple[str, str, str, str]) -> None:
-    """A stream whose table vanished (a mapped task planned before the drop) reads nothing, succeeds,
-    and keeps its watermark; discovery stops listing it. Fails if a missing table crashes the run."""
+    """A stream whose table vanished after the plan (its mapped task runs after the drop) reads nothing,
+    succeeds and keeps its watermark; the next plan stops listing it. Fails if a missing table crashes the run."""
     url, schema, suffix, state_url = fresh_corpus
     key = stream_key(schema, TEXT_VALUE_TABLE)
     with EmulatorServer(api_key=API_KEY) as emulator:
         rig, _ = sync_corpus(url, schema, state_url, emulator)
-        mark = rig.state.get_watermark(key)
+        mark = rig.ledger.watermark(key)
+        context = rig.dag.context("planned-before-the-drop")
+        plan = rig.dag.plan(context)
         rig.close()
         drop_table(url, TEXT_VALUE_TABLE, suffix)
         rig, outcome = sync_corpus(url, schema, state_url, emulator)
         try:
-            stats = rig.sync(EventStream(schema, TEXT_VALUE_TABLE, "track"))
-            after = rig.state.get_watermark(key)
+            with rig.connection():
+                for unit in plan["units"]:
+                    rig.dag.run_unit(unit, context)
+                rig.dag.finish(plan, context)
+            [row] = rig.ledger.runs(key, run_id="planned-before-the-drop")
+            after = rig.ledger.watermark(key)
         finally:
             rig.close()
     assert key not in outcome and all(isinstance(s, RunStats) for s in outcome.values())
-    assert (stats.status, stats.read, stats.sent) == ("success", 0, 0)
+    assert (row["status"], row["rows_read"], row["rows_sent"]) == ("success", 0, 0)
     assert mark is not None and after == mark
 
 

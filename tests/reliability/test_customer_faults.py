@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import pandas as pd
 
-from amberflo_sync.client import AmberfloClient, ClientSettings
-from amberflo_sync.config import EngageConfig, SyncConfig
-from amberflo_sync.customer_writer import CustomerWriter
+from amberflo_sync.config import CustomersConfig, EngageConfig, SyncConfig
 from amberflo_sync.emulator import EmulatorServer, FaultConfig
-from amberflo_sync.engage_sync import EngageSpace, sync_engage_space
-from amberflo_sync.identifies_sync import identify_streams, sync_identifies
+from amberflo_sync.ledger import Ledger
 from amberflo_sync.reader import WarehouseReader, create_engine
-from amberflo_sync.retry import RetryPolicy
 from amberflo_sync.state import StateStore
+from amberflo_sync.tasks import (
+    Runtime,
+    discover_engage_spaces,
+    discover_identify_streams,
+    run_engage_space,
+    run_identify_stream,
+)
+from tests.dag_path import amberflo_connection
 from tests.integration.test_engage_sync import users
 from tests.integration.test_identifies_sync import identify_rows
 from tests.segment_rows import BASE_TIME
@@ -29,24 +33,28 @@ KEY = "customer-faults-key-0123456789"
 
 
 def sync_everything(tmp_path, name: str, faults: FaultConfig | None) -> tuple[dict, int]:
+    """The identify DAG's and the Engage DAG's task functions, one after the other."""
     url = f"duckdb:///{tmp_path / 'w.duckdb'}"
     reader = WarehouseReader(create_engine(url), chunk_rows=50)
     state = StateStore.from_url(f"sqlite:///{tmp_path / f'{name}.sqlite'}")
-    state.create()
-    config = SyncConfig(source_schemas=("prod",), engage=EngageConfig(spaces=("engage_default",)))
+    config = SyncConfig(source_schemas=("prod",), engage=EngageConfig(spaces=("engage_default",)),
+                        customers=CustomersConfig(concurrency=4, bulk_read_threshold=10_000))
+    runtime = Runtime(config, reader, state, Ledger(state))
     with EmulatorServer(api_key=KEY, faults=faults) as emulator:
-        settings = ClientSettings(base_url=emulator.url, api_key=KEY, read_timeout=0.2, concurrency=4)
-        with AmberfloClient(settings, retry=RetryPolicy(base_delay=0.01, max_delay=0.05, give_up_after=20)) as client:
-            writer = CustomerWriter(client, state, concurrency=4, bulk_read_threshold=10_000)
-            stream = identify_streams(reader, ["prod"])[0]
-            sync_identifies(stream, reader=reader, state=state, writer=writer, config=config, run_id=f"{name}-1")
-            sync_engage_space(EngageSpace("engage_default", "identify"), reader=reader, state=state, writer=writer,
-                              config=config, run_id=f"{name}-2")
-            retries = client.stats.retries
+        with amberflo_connection(emulator.url, KEY, read_timeout=0.2, concurrency=4, retry_give_up_after=20):
+            [stream] = discover_identify_streams(runtime)
+            first = run_identify_stream(stream, context(f"{name}-1"), runtime)
+            [space] = discover_engage_spaces(runtime)
+            second = run_engage_space(space, context(f"{name}-2"), runtime)
+        retries = first["http_retries"] + second["http_retries"]
         customers = {k: {f: v for f, v in c.items() if f not in ("createTime", "updateTime")}
                      for k, c in emulator.customers().items()}
     reader.engine.dispose()
     return customers, retries
+
+
+def context(run_id: str) -> dict:
+    return {"run_id": run_id, "params": {}, "dag_run": type("DagRun", (), {"run_type": "manual"})()}
 
 
 def test_customers_and_audiences_survive_mixed_faults(tmp_path):

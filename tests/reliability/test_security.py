@@ -32,6 +32,7 @@ from amberflo_sync.client import (
 )
 from amberflo_sync.emulator import EmulatorServer, FaultConfig
 from amberflo_sync.retry import RetryPolicy
+from amberflo_sync.ledger import Ledger
 from amberflo_sync.state import StateStore
 from tests.airflow_runner import AirflowRunner
 from tests.reliability.rig import PYTHON, subprocess_env
@@ -89,7 +90,7 @@ def test_api_key_never_appears_in_dag_output_task_logs_or_state(
     assert distinct == 3
     assert key not in failing.output
     assert key not in succeeding.output
-    state = StateStore.from_url(runner.state_url)
+    state = Ledger(StateStore.from_url(runner.state_url))
     runs, rejected = state.runs(), state.rejected_rows()
     state.engine.dispose()
     assert {r["status"] for r in runs} == {"failed", "success"} and rejected
