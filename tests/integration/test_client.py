@@ -199,3 +199,24 @@ def email_date(when) -> str:
     import email.utils
 
     return email.utils.format_datetime(when, usegmt=True)
+
+
+def test_an_answer_short_of_the_batch_is_verified_by_resending_the_same_bytes(emulator, api_key):
+    emulator.set_faults(FaultConfig(short_ingest_by=2, short_ingest_requests=1))
+    with client_for(emulator, api_key, batch_size=3) as client:
+        assert client.ingest_records([record(i) for i in range(3)]) == 3
+    stats = emulator.stats()
+    assert (stats["ingest_requests"], stats["fault_short_ingest"], stats["distinct"]) == (2, 1, 3)
+    assert stats["duplicates"] == 1  # the resent record Amberflo already had: identical bytes, absorbed
+    assert client.stats.short_ingest_resends == 1
+
+
+def test_an_answer_still_short_after_the_resends_fails_the_batch(emulator, api_key):
+    from amberflo_sync.client import AmberfloShortIngestError
+
+    emulator.set_faults(FaultConfig(short_ingest_by=2))  # every answer short
+    with client_for(emulator, api_key, batch_size=3) as client, pytest.raises(AmberfloShortIngestError) as err:
+        client.ingest_records([record(i) for i in range(3)])
+    assert (err.value.sent, err.value.ingested, err.value.attempts) == (3, 1, 3)  # 1 + 2 resends
+    assert "1 records were ingested" in str(err.value) and api_key not in str(err.value)
+    assert client.stats.records_sent == 0 and emulator.stats()["ingest_requests"] == 3
