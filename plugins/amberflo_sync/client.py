@@ -62,6 +62,35 @@ class AmberfloUnavailableError(AmberfloError):
     """Retries were exhausted (429/5xx/connection errors/timeouts for longer than the budget)."""
 
 
+class AmberfloSystemicRefusal(AmberfloError):
+    """Amberflo refuses a batch for one reason that is not one bad record: every record probed alone
+    was refused for the same reason (e.g. all of them belong to a customer Amberflo does not know
+    yet), or more records than ``IsolatingSender.max_refused_per_reason`` were. Raised by
+    :class:`amberflo_sync.isolation.IsolatingSender` instead of bisecting row by row: the run fails
+    with Amberflo's message, no watermark moves, and nothing is recorded as rejected.
+
+    Not an :class:`AmberfloRejectedError` on purpose: code that isolates or records refused records
+    catches that class, and must not swallow this one.
+
+    :ivar status: HTTP status of the refusals.
+    :ivar detail: Amberflo's message (of the first refusal of that reason).
+    :ivar reason: the message with its numbers masked, the key refusals were grouped by.
+    :ivar records: records in the batch being isolated.
+    :ivar refused: records seen refused for that reason before giving up.
+    :ivar isolation_requests: sends spent isolating this batch before giving up.
+    """
+
+    def __init__(self, message: str, *, status: int, detail: str, reason: str, records: int, refused: int,
+                 isolation_requests: int) -> None:
+        super().__init__(message)
+        self.status = status
+        self.detail = detail
+        self.reason = reason
+        self.records = records
+        self.refused = refused
+        self.isolation_requests = isolation_requests
+
+
 class AmberfloShortIngestError(AmberfloError):
     """Amberflo answered ``N records were ingested`` with N short of the batch, and still did after
     the batch was re-sent ``short_ingest_resends`` times (identical bytes: Amberflo de-duplicates

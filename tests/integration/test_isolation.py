@@ -1,0 +1,103 @@
+"""Isolating refused records over real HTTP: one bad record among good ones is isolated cheaply; a
+refusal of every record for one reason fails fast with Amberflo's message instead of bisecting row by
+row (issue 11)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from amberflo_sync.client import AmberfloClient, AmberfloSystemicRefusal, ClientSettings
+from amberflo_sync.emulator import FaultConfig
+from amberflo_sync.isolation import REFUSED_BY_AMBERFLO, IsolatingSender, probe_positions, refusal_reason
+from amberflo_sync.retry import RetryPolicy
+
+FAST_RETRY = RetryPolicy(base_delay=0.01, max_delay=0.05, give_up_after=5.0)
+
+
+def record(i: int, customer: str = "c-ok") -> str:
+    return json.dumps({"uniqueId": f"u-{i}", "customerId": customer, "meterApiName": "ApiCalls",
+                       "meterValue": 1.0, "meterTimeInMillis": 1_700_000_000_000 + i}, separators=(",", ":"))
+
+
+@pytest.fixture
+def client(emulator, api_key):
+    with AmberfloClient(ClientSettings(base_url=emulator.url, api_key=api_key, batch_size=64, concurrency=1),
+                        retry=FAST_RETRY) as c:
+        yield c
+
+
+def test_a_batch_refused_for_one_reason_fails_fast_with_amberflos_message(emulator, client):
+    emulator.set_faults(FaultConfig(refuse_customers=("c-new",)))
+    send = IsolatingSender(client.ingest_records)
+    with pytest.raises(AmberfloSystemicRefusal) as err:
+        send([record(i, "c-new") for i in range(64)])
+    probes = len(probe_positions(64))
+    assert (err.value.records, err.value.refused, err.value.status) == (64, probes, 400)
+    assert "this customer does not exist" in err.value.detail and "64 records" in str(err.value)
+    # 1 batch + 7 probes, where bisection row by row cost 127 sequential requests
+    assert emulator.stats()["ingest_requests"] == 1 + probes == 8
+    assert send.isolation_requests == err.value.isolation_requests == probes
+    assert send.drain_rejected() == []  # nothing recorded as rejected: the run fails instead
+    assert emulator.stats()["distinct"] == 0
+
+
+def test_one_bad_record_among_good_ones_is_still_isolated_at_bounded_cost(emulator, client):
+    emulator.set_faults(FaultConfig(refuse_customers=("c-new",)))
+    send = IsolatingSender(client.ingest_records)
+    records = [record(i, "c-new" if i == 37 else "c-ok") for i in range(64)]
+    assert send(records) == 63
+    rejected = send.drain_rejected()
+    assert [(r["id"], r["reason"]) for r in rejected] == [("u-37", REFUSED_BY_AMBERFLO)]
+    assert "does not exist" in rejected[0]["row"]["error"]
+    assert emulator.stats()["distinct"] == 63
+    probes = len(probe_positions(64))
+    # probes, one send per gap between them, and a bisection of the gap that holds the bad record
+    assert send.isolation_requests <= probes + (probes + 1) + 2 * math.ceil(math.log2(64)), send.isolation_requests
+    assert send.isolated_batches == 1
+
+
+def test_a_block_of_refusals_beyond_the_bound_is_systemic_too(emulator, client):
+    """One customer's records refused among good ones: past ``max_refused_per_reason`` it is not a
+    bad row but a missing customer, and isolating it row by row is what the bound prevents."""
+    emulator.set_faults(FaultConfig(refuse_customers=("c-new",)))
+    send = IsolatingSender(client.ingest_records, max_refused_per_reason=5)
+    records = [record(i, "c-new" if 10 <= i < 30 else "c-ok") for i in range(64)]
+    with pytest.raises(AmberfloSystemicRefusal) as err:
+        send(records)
+    assert err.value.refused == 6 and err.value.records == 64
+    assert send.drain_rejected() == []
+
+
+def test_refusals_of_different_records_share_a_reason():
+    from amberflo_sync.client import AmberfloRejectedError
+
+    one = AmberfloRejectedError("x", status=400, detail='{"error":"record 0: field \'customerId\': no"}')
+    other = AmberfloRejectedError("x", status=400, detail='{"error":"record 17: field \'customerId\': no"}')
+    assert refusal_reason(one) == refusal_reason(other)
+    assert probe_positions(1) == [0] and probe_positions(2) == [0, 1] and probe_positions(3) == [0, 1, 2]
+    assert probe_positions(64) == [0, 10, 21, 32, 42, 52, 63]
+
+
+def test_the_events_sync_fails_and_keeps_its_watermark_on_a_systemic_refusal(duckdb_warehouse, emulator, api_key,
+                                                                           sqlite_state_url):
+    from amberflo_sync.events_sync import sync_stream
+    from tests.integration.test_events_sync import CONFIG, Harness
+    from tests.segment_rows import event_rows
+
+    h = Harness(duckdb_warehouse, emulator, api_key, sqlite_state_url)
+    try:
+        emulator.set_faults(FaultConfig(refuse_customers=("user_0", "user_1", "user_2")))
+        h.warehouse.write("prod", "api_calls", event_rows(7, event_text="ApiCalls"))
+        settings = ClientSettings(base_url=emulator.url, api_key=api_key, batch_size=CONFIG.batch_size)
+        with AmberfloClient(settings, retry=FAST_RETRY) as c, pytest.raises(AmberfloSystemicRefusal):
+            sync_stream(h.stream("api_calls"), reader=h.reader, state=h.state,
+                        send=IsolatingSender(c.ingest_records), config=CONFIG, run_id="run-1")
+        assert h.state.get_watermark(h.stream("api_calls").key) is None
+        assert h.state.rejected_rows() == []
+        assert [r["status"] for r in h.state.runs()] == ["failed"]
+        assert "does not exist" in h.state.runs()[0]["error"]
+    finally:
+        h.reader.engine.dispose()
