@@ -94,7 +94,14 @@ class IsolatingSender:
         self.isolation_requests = 0
         self.isolated_batches = 0
 
-    def __call__(self, records: Sequence[str]) -> int:
+    def __call__(self, records: Sequence[str], *, fail_fast: bool = True) -> int:
+        """Send ``records``; isolate what Amberflo refuses.
+
+        :param fail_fast: raise :class:`~amberflo_sync.client.AmberfloSystemicRefusal` for a systemic
+            refusal (the window's rows). ``False`` isolates every refused record whatever the cost:
+            for retries of rows Amberflo already refused, which are expected to be refused together
+            (one missing customer) and must stay rejected rows rather than fail the window's run.
+        """
         if not len(records):
             return 0
         try:
@@ -102,7 +109,7 @@ class IsolatingSender:
         except AmberfloRejectedError as exc:
             if not _splittable(exc):
                 raise
-            return _Isolation(self, records, exc).run()
+            return _Isolation(self, records, exc, fail_fast=fail_fast).run()
 
     def drain_rejected(self) -> list[dict[str, Any]]:
         """The refused records since the last call, as rejected rows (``id``, ``reason``, ``row``)."""
@@ -130,8 +137,10 @@ class _Isolation:
     """The isolation of one refused batch: its refused rows, cost and per-reason counts stay local
     until it ends, so a systemic refusal leaves nothing behind as rejected."""
 
-    def __init__(self, owner: IsolatingSender, records: Sequence[str], first: AmberfloRejectedError) -> None:
+    def __init__(self, owner: IsolatingSender, records: Sequence[str], first: AmberfloRejectedError, *,
+                 fail_fast: bool = True) -> None:
         self.owner = owner
+        self.fail_fast = fail_fast
         self.records = records
         self.first = first
         self.requests = 0
@@ -169,7 +178,7 @@ class _Isolation:
             else:
                 accepted += outcome
         reasons = {refusal_reason(exc) for _, exc in refused}
-        if len(refused) == len(positions) and len(reasons) == 1:
+        if self.fail_fast and len(refused) == len(positions) and len(reasons) == 1:
             self._systemic(refused[0][1], len(refused), "every record probed alone was refused for it")
         for index, exc in refused:
             self._refuse(index, exc)
@@ -202,7 +211,7 @@ class _Isolation:
         reason = refusal_reason(exc)
         self.first_of_reason.setdefault(reason, exc)
         self.by_reason[reason] += 1
-        if self.by_reason[reason] > self.owner.max_refused_per_reason:
+        if self.fail_fast and self.by_reason[reason] > self.owner.max_refused_per_reason:
             self._systemic(self.first_of_reason[reason], self.by_reason[reason],
                            f"more than {self.owner.max_refused_per_reason} records were refused for it")
         record = self.records[index]

@@ -64,7 +64,7 @@ def retry_rejected(
     for chunk in reader.extract_ids(stream, ids):
         batch = to_meter_records(chunk, kind=stream.kind, table=stream.table, min_event_millis=min_event_millis)
         result.tried += len(chunk)
-        result.sent += isolating(batch.rendered)
+        result.sent += isolating(batch.rendered, fail_fast=False)  # rows refused before: keep, not fail
         refused = isolating.drain_rejected()
         again = batch.rejected.to_dict("records") + refused
         if again:

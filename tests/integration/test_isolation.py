@@ -101,3 +101,29 @@ def test_the_events_sync_fails_and_keeps_its_watermark_on_a_systemic_refusal(duc
         assert "does not exist" in h.state.runs()[0]["error"]
     finally:
         h.reader.engine.dispose()
+
+
+def test_without_fail_fast_every_refused_record_is_isolated(emulator, client):
+    """Retries of rows Amberflo refused before: refused together again, they stay rejected rows."""
+    emulator.set_faults(FaultConfig(refuse_customers=("c-new",)))
+    send = IsolatingSender(client.ingest_records, max_refused_per_reason=2)
+    assert send([record(i, "c-new") for i in range(8)], fail_fast=False) == 0
+    assert sorted(r["id"] for r in send.drain_rejected()) == [f"u-{i}" for i in range(8)]
+
+
+def test_retried_rows_refused_together_stay_rejected_and_the_window_still_runs(duckdb_warehouse, emulator, api_key,
+                                                                             sqlite_state_url):
+    from tests.integration.test_events_sync import Harness
+    from tests.integration.test_rejected_retry import send_isolating
+    from tests.segment_rows import event_rows
+
+    h = Harness(duckdb_warehouse, emulator, api_key, sqlite_state_url)
+    try:
+        emulator.set_faults(FaultConfig(refuse_customers=("user_1",)))
+        h.warehouse.write("prod", "api_calls", event_rows(7, event_text="ApiCalls"))  # user_1: m-1, m-4
+        send_isolating(h)
+        retried, stats = send_isolating(h)  # m-1 and m-4 retried in one batch, both refused again
+        assert (retried.tried, retried.sent) == (2, 0) and stats.status == "success"
+        assert {r["row_id"] for r in h.state.rejected_rows()} == {"m-1", "m-4"}
+    finally:
+        h.reader.engine.dispose()
