@@ -21,12 +21,14 @@ The Engage sync holds the ``customers`` lock while it uses this, so no two runs 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from amberflo_sync.state import StateStore
+if TYPE_CHECKING:  # only its engine and schema are used: the state module may change around them
+    from amberflo_sync.state import StateStore
 
 
 def hash_ids(ids: list[str]) -> np.ndarray:
