@@ -91,12 +91,17 @@ class EngageConfig:
         table → identify-shaped, else ``audience_entered``/``audience_exited``/``trait_computed``).
     :ivar include: glob patterns of audience/trait keys to sync (empty = all).
     :ivar exclude: glob patterns of keys never to sync (wins over include).
+    :ivar snapshot_complete: an identify-shaped ``users`` table holds every user of the space, so a
+        user missing from it, or an audience column that disappeared, ends the memberships the
+        project stored as ``"true"`` (``false`` is sent). ``False`` for exports that are not full
+        snapshots: absence then means nothing and only a row's own values change a membership.
     """
 
     spaces: tuple[str, ...] = ()
     shapes: tuple[tuple[str, str], ...] = ()
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
+    snapshot_complete: bool = True
 
     def shape_of(self, schema: str) -> str | None:
         return dict((k.lower(), v) for k, v in self.shapes).get(schema.lower())
@@ -243,7 +248,15 @@ def _engage(raw: dict[str, Any]) -> EngageConfig:
         shapes=tuple(sorted((str(k), str(v)) for k, v in shapes.items())),
         include=_str_tuple(raw.get("include") or [], "engage.include"),
         exclude=_str_tuple(raw.get("exclude") or [], "engage.exclude"),
+        snapshot_complete=_flag(raw.get("snapshot_complete", True), "engage.snapshot_complete"),
     )
+
+
+def _flag(value: Any, name: str) -> bool:
+    """A YAML boolean; anything else (``"no"`` quoted, 0) is refused rather than guessed."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name}: expected true or false, got {value!r}")
+    return value
 
 
 def _fan_out(raw: dict[str, Any]) -> FanOutConfig:

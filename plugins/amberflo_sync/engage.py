@@ -15,6 +15,13 @@ customer records:
   that audience, and ``true`` → ``false``/null sends ``false``);
 * track-shaped ``audience_entered`` / ``audience_exited`` / ``trait_computed``: the latest event per
   user and key wins (duplicate "entered" events collapse to one change).
+
+When an identify-shaped ``users`` table is a full snapshot (``engage.snapshot_complete``), absence is
+information too: a user no longer in it, or an audience column no longer in it, ends the memberships
+the project stored as ``"true"`` (:func:`ended_memberships`). Computed traits are left as they are in
+both cases: the mapping keeps a known trait value when the source has none (null keeps what is
+known), and a trait has no "not a member" value to send; clearing it would erase what another source
+(an identify call) may have set under the same name.
 """
 
 from __future__ import annotations
@@ -186,3 +193,23 @@ def drop_unneeded_exits(updates: pd.DataFrame, known: Mapping[str, Mapping[str, 
     for i in np.flatnonzero(is_false):
         keep[i] = (known.get(ids[i]) or {}).get(fields[i]) is not None
     return updates.loc[keep].reset_index(drop=True)
+
+
+def ended_memberships(
+    customer_ids: list[str], audience_keys: list[str], known: Mapping[str, Mapping[str, str]], time_ms: int
+) -> pd.DataFrame:
+    """``"false"`` for each of ``audience_keys`` that the project's stored values of each customer
+    hold as ``"true"`` — the memberships a full snapshot no longer shows (a user gone from it, or an
+    audience column dropped from it). Nothing for customers never known as members."""
+    rows = [
+        (cid, TRAIT_PREFIX + key)
+        for cid in customer_ids
+        for key in audience_keys
+        if (known.get(cid) or {}).get(TRAIT_PREFIX + key) == "true"
+    ]
+    if not rows:
+        return empty_updates()
+    frame = pd.DataFrame(rows, columns=["customer_id", "field"])
+    frame["value"] = "false"
+    frame["time_ms"] = np.int64(time_ms)
+    return latest_updates([frame])

@@ -21,14 +21,17 @@ from amberflo_sync.config import SyncConfig
 from amberflo_sync.customer_writer import AMBERFLO_REJECTED_CUSTOMER, CustomerWriter
 from amberflo_sync.customers import group_updates, latest_updates
 from amberflo_sync.engage import (
+    AUDIENCE,
     TRACK_TABLES,
     KeyFilter,
     drop_unneeded_exits,
+    ended_memberships,
     fingerprints,
     snapshot_updates,
     track_updates,
     user_values,
 )
+from amberflo_sync.engage_membership import SeenIds, SpaceMembership
 from amberflo_sync.events_sync import DryRun
 from amberflo_sync.identifies_sync import _json, write_customers
 from amberflo_sync.ledger import Ledger, RunStats
@@ -121,7 +124,8 @@ def sync_engage_space(
                 slices.append(Slice(stream, mode, window))
     with ledger.recorded_plan(run_id, rules.label, slices, stream=space.key, dry_run=dry_run is not None) as (_, stats):
         if space.shape == IDENTIFY_SHAPE:
-            updates, new_fingerprints = _snapshot_diff(space, reader, writer.state, keys, stats, full_resync)
+            updates, new_fingerprints = _snapshot_diff(space, reader, writer.state, keys, stats, full_resync,
+                                                       config.engage.snapshot_complete, dry_run is not None)
         else:
             updates = _track_events(space, reader, writer.state, [s for s in slices if s.mode != SNAPSHOT], keys,
                                     stats)
@@ -144,7 +148,12 @@ def sync_engage_space(
 
 
 def _snapshot_diff(space: EngageSpace, reader: WarehouseReader, state: StateStore, keys: KeyFilter,
-                   stats: RunStats, full_resync: bool) -> tuple[pd.DataFrame, dict[str, int]]:
+                   stats: RunStats, full_resync: bool, complete: bool = False,
+                   dry_run: bool = False) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Updates of the users whose values changed since the last sync (by fingerprint), and their new
+    fingerprints. With ``complete`` (``engage.snapshot_complete``) the table is a full snapshot:
+    audience columns it no longer has, and users it no longer has, end the memberships stored as
+    ``"true"`` (see :mod:`amberflo_sync.engage_membership`); a dry run reads that state, never writes it."""
     tables = reader.tables(space.schema)
     users_stream = EventStream(space.schema, tables.get("users", "users"), "engage")
     parts: list[pd.DataFrame] = []
@@ -153,6 +162,10 @@ def _snapshot_diff(space: EngageSpace, reader: WarehouseReader, state: StateStor
     # own timestamps say (an exit must win over the entry it ends)
     now_ms = int(time.time() * 1000)
     sql_types = {c.name: c.data_type for c in reader.columns(users_stream.schema, users_stream.table)}
+    membership = SpaceMembership(state, space.key) if complete else None
+    had = {k for k in membership.audience_keys() if keys.wants(k)} if membership is not None else set()
+    seen, audiences = SeenIds(), set()
+    dropped: list[str] = []
     for chunk in reader.extract_window(users_stream, Window(cursor=None)):
         chunk = chunk.drop(columns=[c for c in chunk.columns if c.startswith("__amberflo_sync")])
         stats.read += len(chunk)
@@ -163,6 +176,11 @@ def _snapshot_diff(space: EngageSpace, reader: WarehouseReader, state: StateStor
         ids, values, millis = ids[has_id], values.loc[has_id], millis[has_id]
         prints = fingerprints(values)
         id_list = ids.astype(object).tolist()
+        if membership is not None:
+            seen.add(id_list)
+            audiences.update(k for k, kind in kinds.items() if kind == AUDIENCE)
+            # a dropped audience column changes every fingerprint: its members get false with the rest
+            dropped = sorted(had - set(kinds))
         stored = {} if full_resync else state.load_fingerprints(space.key, id_list)
         changed = np.fromiter((stored.get(c) != int(p) for c, p in zip(id_list, prints)), bool, len(id_list))
         stats.sent += len(id_list)
@@ -170,9 +188,44 @@ def _snapshot_diff(space: EngageSpace, reader: WarehouseReader, state: StateStor
             continue
         changed_ids = [c for c, flag in zip(id_list, changed) if flag]
         known = {cid: s.values for cid, s in state.load_customers(changed_ids).items()}
+        if dropped:
+            values = values.assign(**{k: pd.Series(pd.NA, index=values.index, dtype=values.dtypes.get(k, "string"))
+                                      for k in dropped})
+            kinds = {**kinds, **dict.fromkeys(dropped, AUDIENCE)}
         parts.append(snapshot_updates(ids[changed], values.loc[changed], kinds, millis[changed], known))
         changed_fingerprints.update(zip(changed_ids, (int(p) for p in prints[changed])))
+    if membership is not None and len(seen):
+        parts.append(_departed_users(membership, seen, sorted(had | audiences), now_ms, state, dry_run))
+        if dropped:
+            log.info("%s: audience column(s) no longer in the snapshot: %s", space.key, ", ".join(dropped))
+        if not dry_run:
+            membership.remember_audience_keys(audiences)
+    elif membership is not None:
+        log.warning("%s: the users table is empty; not taking that as every user leaving the space", space.key)
     return latest_updates(parts), changed_fingerprints
+
+
+def _departed_users(membership: SpaceMembership, seen: SeenIds, audience_keys: list[str], now_ms: int,
+                    state: StateStore, dry_run: bool) -> pd.DataFrame:
+    """``false`` for the memberships held ``"true"`` by users the space had but the snapshot no longer
+    has; users gone with nothing to end are forgotten (their fingerprint rows dropped)."""
+    parts, ended, forgotten = [], 0, 0
+    for page in membership.stored_user_ids():
+        departed = seen.missing(page)
+        if not departed:
+            continue
+        known = {cid: s.values for cid, s in state.load_customers(departed).items()}
+        updates = ended_memberships(departed, audience_keys, known, now_ms)
+        holding = set(updates["customer_id"].tolist())
+        gone = [cid for cid in departed if cid not in holding]
+        if gone and not dry_run:
+            membership.forget_users(gone)
+        ended, forgotten = ended + len(holding), forgotten + len(gone)
+        parts.append(updates)
+    if ended or forgotten:
+        log.info("%s: %d user(s) left the snapshot holding a membership (false sent), %d forgotten",
+                 membership.space, ended, forgotten)
+    return latest_updates(parts)
 
 
 def _track_events(space: EngageSpace, reader: WarehouseReader, state: StateStore, slices: list[Slice],

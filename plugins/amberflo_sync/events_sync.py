@@ -39,7 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from amberflo_sync.config import SyncConfig
-from amberflo_sync.isolation import RETRYABLE_REASONS
+from amberflo_sync.isolation import RETRYABLE_REASONS, IsolatingSender
 from amberflo_sync.ledger import Ledger, RunStats
 from amberflo_sync.planning import INCREMENTAL, Slice
 from amberflo_sync.reader import EventStream, WarehouseReader, Window
@@ -175,7 +175,7 @@ def sync_stream(
         with _Progress(stream, stats, config.progress_every_seconds), _ReadAhead(source, timings) as chunks, \
                 _Sender(send, timings) as sender, \
                 _Renderer(stream, timings, _min_event_millis(config, stats, allow_old_events)) as renderer:
-            for read, batch in renderer.map(chunks):
+            for read, batch, retried_rows in renderer.map(chunks):
                 stats.read += read
                 stats.duplicates += batch.duplicates
                 stats.rejected += batch.rejected_count
@@ -186,7 +186,9 @@ def sync_stream(
                     stats.sent += len(batch.rendered)
                 else:
                     books.saw(batch)
-                    stats.sent += sender.submit(batch.rendered)
+                    # retried rows are refused one by one, never as a systemic refusal: a row refused
+                    # again must not block the window it is sent with
+                    stats.sent += sender.submit(batch.rendered, lenient=retried_rows)
             stats.sent += sender.finish()
         drain = getattr(send, "drain_rejected", None)
         if drain is not None and books is not None:  # records Amberflo refused (amberflo_sync.isolation)
@@ -285,9 +287,14 @@ class _Counter:
     value = 0
 
 
+#: ``DataFrame.attrs`` flag of chunks holding rejected rows read again by id.
+RETRIED_ROWS = "amberflo_sync_retried_rows"
+
+
 def _counted(chunks: Iterator[pd.DataFrame], counter: _Counter) -> Iterator[pd.DataFrame]:
     for chunk in chunks:
         counter.value += len(chunk)
+        chunk.attrs[RETRIED_ROWS] = True
         yield chunk
 
 
@@ -305,6 +312,7 @@ def _outside_window(chunks: Iterator[pd.DataFrame], window: Window, counter: _Co
             chunk = chunk.loc[(cursor <= lower).fillna(False).to_numpy(dtype=bool)]
         if len(chunk):
             counter.value += len(chunk)
+            chunk.attrs[RETRIED_ROWS] = True
             yield chunk
 
 
@@ -406,9 +414,10 @@ class _Renderer:
     def __exit__(self, *exc: object) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
-    def map(self, chunks: Iterator[Any]) -> Iterator[tuple[int, Any]]:
-        """``(rows read, MeterBatch)`` per chunk, in order, at most RENDER_THREADS chunks ahead."""
-        pending: list[Future[tuple[int, Any]]] = []
+    def map(self, chunks: Iterator[Any]) -> Iterator[tuple[int, Any, bool]]:
+        """``(rows read, MeterBatch, retried rows?)`` per chunk, in order, at most RENDER_THREADS chunks
+        ahead."""
+        pending: list[Future[tuple[int, Any, bool]]] = []
         for chunk in chunks:
             pending.append(self._executor.submit(self._render, chunk))
             del chunk
@@ -417,14 +426,14 @@ class _Renderer:
         while pending:
             yield pending.pop(0).result()
 
-    def _render(self, chunk: Any) -> tuple[int, Any]:
+    def _render(self, chunk: Any) -> tuple[int, Any, bool]:
         began = time.perf_counter()
         batch = to_meter_records(chunk, kind=self._stream.kind, table=self._stream.table,
                                  min_event_millis=self._min_event_millis)
         if self._timings is not None:
             self._timings.add("transform", time.perf_counter() - began)
             self._timings.add("chunks", 1)
-        return len(chunk), batch
+        return len(chunk), batch, bool(chunk.attrs.get(RETRIED_ROWS))
 
 
 class _ReadAhead(Generic[T]):
@@ -529,11 +538,12 @@ class _Sender:
             future.cancel()
         self._executor.shutdown(wait=True)
 
-    def submit(self, records: Sequence[str]) -> int:
+    def submit(self, records: Sequence[str], *, lenient: bool = False) -> int:
+        """Queue ``records``; ``lenient`` sends them with ``fail_fast=False`` (isolating senders only)."""
         accepted = self._collect(block=False)
         while len(self._pending) >= SENDS_IN_FLIGHT:
             accepted += self._collect(block=True)
-        self._pending.append(self._executor.submit(self._timed_send, records))
+        self._pending.append(self._executor.submit(self._timed_send, records, lenient))
         return accepted
 
     def finish(self) -> int:
@@ -550,9 +560,11 @@ class _Sender:
             block = False
         return accepted
 
-    def _timed_send(self, records: Sequence[str]) -> int:
+    def _timed_send(self, records: Sequence[str], lenient: bool = False) -> int:
         began = time.perf_counter()
         try:
+            if lenient and isinstance(self._send, IsolatingSender):
+                return self._send(records, fail_fast=False)
             return self._send(records)
         finally:
             if self._timings is not None:

@@ -372,7 +372,7 @@ class WarehouseReader:
                 try:
                     with os.fdopen(read_fd, "rb", buffering=0) as source:
                         copy.start()
-                        batches = pacsv.open_csv(
+                        batches = _open_csv_or_nothing(
                             source,
                             read_options=pacsv.ReadOptions(column_names=names, block_size=_PG_COPY_BLOCK_BYTES),
                             parse_options=pacsv.ParseOptions(newlines_in_values=True),
@@ -542,3 +542,15 @@ def _escape_colons(sql: str) -> str:
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+def _open_csv_or_nothing(source: Any, **options: Any) -> Iterator[pa.RecordBatch]:
+    """``pyarrow.csv.open_csv`` over a COPY's output, or no batches when the COPY printed nothing:
+    pyarrow refuses an empty CSV ("Empty CSV file"), and an empty table (an Engage ``users`` table
+    between two loads) is not an error."""
+    try:
+        return pacsv.open_csv(source, **options)
+    except pa.ArrowInvalid as exc:
+        if "Empty CSV file" not in str(exc):
+            raise
+        return iter(())

@@ -100,6 +100,8 @@ TABLES: tuple[Table, ...] = (
     Table("engage_fingerprints", (("space", "VARCHAR(512) NOT NULL"), ("customer_key", "VARCHAR(64) NOT NULL"),
                                   ("customer_id", "TEXT NOT NULL"), ("fingerprint", "BIGINT NOT NULL")),
           ("space", "customer_key")),
+    Table("engage_audience_keys", (("space", "VARCHAR(512) NOT NULL"), ("audience_key", "VARCHAR(512) NOT NULL")),
+          ("space", "audience_key")),
     Table("locks", (("name", "VARCHAR(256) NOT NULL"), ("holder", "TEXT"), ("acquired_at", TS),
                     ("expires_at", TS)),
           ("name",)),

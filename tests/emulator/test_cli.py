@@ -106,6 +106,13 @@ def test_fault_flags_are_applied(cli):
     assert faults["rate_429"] == 1 and faults["seed"] == 5
 
 
+def test_throttle_and_short_ingest_flags_are_applied(cli):
+    _, url = cli("--throttle-seconds", "60", "--short-ingest-by", "1")
+    faults = requests.get(f"{url}/__emulator/faults").json()
+    assert faults["throttle_seconds"] == 60 and faults["short_ingest_by"] == 1
+    assert requests.post(f"{url}/ingest", json=[], headers={"X-API-KEY": KEY}).status_code == 429
+
+
 def test_invalid_fault_flags_are_refused():
     process = run_cli("--port", "0", "--api-key", KEY, "--rate-500", "1.5")
     _, stderr = process.communicate(timeout=30)

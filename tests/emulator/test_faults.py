@@ -169,3 +169,40 @@ def test_faults_given_to_the_constructor_apply_from_the_start(api_key):
     with EmulatorServer(api_key, faults=FaultConfig(rate_503=1.0)) as server:
         response = requests.post(f"{server.url}/ingest", json=meter_record(), headers={"X-API-KEY": api_key})
         assert response.status_code == 503
+
+
+@pytest.mark.parametrize("value", ["-1", "soon", "Thu, 01 Jan 2015 00:00:00 GMT"])
+def test_retry_after_may_be_any_header_text(emulator, session, ingest_url, value):
+    emulator.set_faults(FaultConfig(rate_429=1.0, retry_after=value))
+    assert post_json(session, ingest_url, meter_record()).headers["Retry-After"] == value
+
+
+def test_fault_config_refuses_a_retry_after_that_is_no_header_value():
+    with pytest.raises(ValueError, match="retry_after"):
+        FaultConfig(retry_after="0\r\nX-Evil: 1")
+
+
+def test_throttle_period_answers_429_with_retry_after_then_recovers(emulator, session, ingest_url):
+    emulator.set_faults(FaultConfig(throttle_seconds=0.3, retry_after=0))
+    response = post_json(session, ingest_url, meter_record(1))
+    assert response.status_code == 429 and response.headers["Retry-After"] == "0"
+    time.sleep(0.35)
+    assert post_json(session, ingest_url, meter_record(2)).status_code == 200
+    assert emulator.stats()["fault_429"] == 1 and emulator.stats()["distinct"] == 1
+
+
+def test_short_ingest_answers_and_stores_fewer_records_than_sent(emulator, session, ingest_url):
+    emulator.set_faults(FaultConfig(short_ingest_by=2, short_ingest_requests=1))
+    batch = [meter_record(i) for i in range(3)]
+    first = post_json(session, ingest_url, batch)
+    assert (first.status_code, first.text) == (200, "1 records were ingested")
+    assert [r["uniqueId"] for r in emulator.records()] == ["m-0"]
+    second = post_json(session, ingest_url, batch)  # only the first request was short
+    assert second.text == "3 records were ingested" and emulator.stats()["distinct"] == 3
+    assert emulator.stats()["fault_short_ingest"] == 1
+
+
+@pytest.mark.parametrize("body", [{"short_ingest_by": -1}, {"short_ingest_requests": 1.5}], ids=str)
+def test_invalid_short_ingest_settings_are_refused(body):
+    with pytest.raises(ValueError, match="short_ingest"):
+        FaultConfig.from_dict(body)

@@ -160,3 +160,63 @@ def test_customers_calls(emulator, api_key):
         client.replace_customer({"customerId": "c-9", "customerName": "Nine"})
         assert "traits" not in client.get_customer("c-9") or not client.get_customer("c-9")["traits"]
         assert [c["customerId"] for c in client.list_customers()] == ["c-9"]
+
+
+@pytest.mark.parametrize("retry_after", [0, "-1", "soon", "Thu, 01 Jan 2015 00:00:00 GMT", "0.0"])
+def test_a_retry_after_of_zero_or_garbage_never_makes_a_tight_loop(emulator, api_key, retry_after):
+    """429 with ``Retry-After: 0`` (or a value that parses as 0, or none at all) for 1 s: the client
+    waits at least the floor between attempts, so the requests it makes meanwhile stay bounded."""
+    emulator.set_faults(FaultConfig(throttle_seconds=1.0, retry_after=retry_after))
+    retry = RetryPolicy(base_delay=0.01, max_delay=1.0, retry_after_floor=0.1, give_up_after=10.0)
+    with client_for(emulator, api_key, retry=retry) as client:
+        assert client.ingest_records([record(1)]) == 1
+    requests_made = emulator.stats()["requests"]
+    assert 2 <= requests_made <= 1.0 / 0.1 + 2, requests_made  # before the floor: thousands in 1 s
+
+
+def test_retry_after_is_honoured_between_a_floor_and_a_ceiling():
+    import datetime as dt
+
+    policy = RetryPolicy(max_delay=30.0)  # default floor: 0.5 s
+    assert policy.retry_after_floor == 0.5
+    assert policy.backoff(1, "7") == 7.0
+    assert policy.backoff(1, "0") == 0.5
+    assert policy.backoff(1, "100") == 30.0
+    for unreadable in ("-1", "garbage", "nan"):  # our own back-off, still floored
+        assert all(policy.backoff(n, unreadable) >= 0.5 for n in range(1, 5))
+    assert RetryPolicy(base_delay=0.01).backoff(1, "-1") == 0.5
+    past = email_date(dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1))
+    assert policy.backoff(1, past) == 0.5
+    assert parse_retry_after("-1") is None and parse_retry_after("nan") is None and parse_retry_after("inf") is None
+    assert RetryPolicy(max_delay=0.05).backoff(1, "0") == 0.05  # a ceiling below the floor wins: tests stay fast
+    with pytest.raises(ValueError, match="retry_after_floor"):
+        RetryPolicy(retry_after_floor=0)
+    with pytest.raises(ValueError, match="max_delay"):
+        RetryPolicy(max_delay=0)
+
+
+def email_date(when) -> str:
+    import email.utils
+
+    return email.utils.format_datetime(when, usegmt=True)
+
+
+def test_an_answer_short_of_the_batch_is_verified_by_resending_the_same_bytes(emulator, api_key):
+    emulator.set_faults(FaultConfig(short_ingest_by=2, short_ingest_requests=1))
+    with client_for(emulator, api_key, batch_size=3) as client:
+        assert client.ingest_records([record(i) for i in range(3)]) == 3
+    stats = emulator.stats()
+    assert (stats["ingest_requests"], stats["fault_short_ingest"], stats["distinct"]) == (2, 1, 3)
+    assert stats["duplicates"] == 1  # the resent record Amberflo already had: identical bytes, absorbed
+    assert client.stats.short_ingest_resends == 1
+
+
+def test_an_answer_still_short_after_the_resends_fails_the_batch(emulator, api_key):
+    from amberflo_sync.client import AmberfloShortIngestError
+
+    emulator.set_faults(FaultConfig(short_ingest_by=2))  # every answer short
+    with client_for(emulator, api_key, batch_size=3) as client, pytest.raises(AmberfloShortIngestError) as err:
+        client.ingest_records([record(i) for i in range(3)])
+    assert (err.value.sent, err.value.ingested, err.value.attempts) == (3, 1, 3)  # 1 + 2 resends
+    assert "1 records were ingested" in str(err.value) and api_key not in str(err.value)
+    assert client.stats.records_sent == 0 and emulator.stats()["ingest_requests"] == 3

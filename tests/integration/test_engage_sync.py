@@ -170,3 +170,112 @@ def test_shapes_are_detected(engage):
     found = {s.schema: s.shape for s in engage_spaces(engage.reader, SyncConfig(engage=EngageConfig(spaces=spaces)))}
     assert found[engage.warehouse.schema("engage_default")] == "identify"
     assert found[engage.warehouse.schema("personas_legacy")] == "track"
+
+
+def writes(engage) -> int:
+    stats = engage.emulator.stats()
+    return stats["customer_posts"] + stats["customer_puts"]
+
+
+def test_a_user_deleted_from_a_snapshot_gets_false_once(engage):
+    engage.warehouse.write("engage_default", "users", users({"u1": {AUDIENCE: True, "lifetime_value": 3.5},
+                                                              "u2": {AUDIENCE: True}, "u3": {AUDIENCE: False}}))
+    engage.sync_engage()
+    engage.warehouse.write("engage_default", "users", users({"u2": {AUDIENCE: True}}))  # u1 and u3 deleted
+    before = writes(engage)
+    engage.sync_engage()
+    # u1 leaves the audience; its computed trait stays as it was; u3 was never a member: nothing
+    assert engage.traits() == {"u1": {AUDIENCE: "false", "lifetime_value": "3.5"}, "u2": {AUDIENCE: "true"}}
+    assert writes(engage) - before == 1
+    calls = engage.api_calls()
+    engage.sync_engage()  # a second run sends nothing more
+    assert engage.api_calls() == calls
+    assert engage.state.load_fingerprints(engage.warehouse.schema("engage_default").lower(), ["u1", "u3"]) == {}
+
+
+def test_a_dropped_audience_column_sends_false_to_its_members_once(engage):
+    engage.warehouse.write("engage_default", "users", users({"u1": {AUDIENCE: True, "churn_risk": True},
+                                                              "u2": {AUDIENCE: False, "churn_risk": True},
+                                                              "u3": {AUDIENCE: True, "churn_risk": False}}))
+    engage.sync_engage()
+    engage.warehouse.write("engage_default", "users", users({"u1": {"churn_risk": True}, "u2": {"churn_risk": True},
+                                                              "u3": {"churn_risk": False}}))
+    before = writes(engage)
+    engage.sync_engage()
+    assert engage.traits() == {"u1": {AUDIENCE: "false", "churn_risk": "true"}, "u2": {"churn_risk": "true"},
+                               "u3": {AUDIENCE: "false"}}
+    assert writes(engage) - before == 2  # u1 and u3 were members; u2 never was
+    calls = engage.api_calls()
+    engage.sync_engage()
+    assert engage.api_calls() == calls
+
+
+def test_an_audience_column_dropped_and_its_member_deleted_together_gets_false(engage):
+    engage.warehouse.write("engage_default", "users", users({"u1": {AUDIENCE: True, "churn_risk": True},
+                                                              "u2": {AUDIENCE: True, "churn_risk": True}}))
+    engage.sync_engage()
+    engage.warehouse.write("engage_default", "users", users({"u2": {"churn_risk": True}}))
+    engage.sync_engage()
+    assert engage.traits() == {"u1": {AUDIENCE: "false", "churn_risk": "false"}, "u2": {AUDIENCE: "false",
+                                                                                      "churn_risk": "true"}}
+
+
+def test_with_snapshot_complete_off_absence_changes_nothing(engage):
+    engage.warehouse.write("engage_default", "users", users({"u1": {AUDIENCE: True, "churn_risk": True},
+                                                              "u2": {AUDIENCE: True, "churn_risk": True}}))
+    engage.sync_engage(snapshot_complete=False)
+    engage.warehouse.write("engage_default", "users", users({"u2": {"churn_risk": True}}))  # u1 and a column gone
+    before = writes(engage)
+    engage.sync_engage(snapshot_complete=False)
+    assert writes(engage) == before
+    assert engage.traits() == {"u1": {AUDIENCE: "true", "churn_risk": "true"}, "u2": {AUDIENCE: "true", "churn_risk": "true"}}
+
+
+def test_an_empty_users_table_is_not_everyone_leaving(engage):
+    engage.warehouse.write("engage_default", "users", users({"u1": {AUDIENCE: True}}))
+    engage.sync_engage()
+    engage.warehouse.write("engage_default", "users", users({"u1": {AUDIENCE: True}}).iloc[0:0])
+    before = writes(engage)
+    engage.sync_engage()
+    assert writes(engage) == before and engage.traits() == {"u1": {AUDIENCE: "true"}}
+
+
+def test_a_user_who_left_and_came_back_is_a_member_again(engage):
+    engage.warehouse.write("engage_default", "users", users({"u1": {AUDIENCE: True}, "u2": {AUDIENCE: True}}))
+    engage.sync_engage()
+    engage.warehouse.write("engage_default", "users", users({"u2": {AUDIENCE: True}}))
+    engage.sync_engage()
+    engage.sync_engage()  # u1's false accepted: its fingerprint row is dropped
+    engage.warehouse.write("engage_default", "users", users({"u1": {AUDIENCE: True}, "u2": {AUDIENCE: True}}))
+    engage.sync_engage()
+    assert engage.traits() == {"u1": {AUDIENCE: "true"}, "u2": {AUDIENCE: "true"}}
+
+
+def test_a_key_excluded_by_config_is_not_taken_for_a_dropped_audience(engage):
+    engage.warehouse.write("engage_default", "users", users({"u1": {AUDIENCE: True, "churn_risk": True}}))
+    engage.sync_engage()
+    before = writes(engage)
+    engage.sync_engage(exclude=("churn_*",))  # not synced any more: not a membership that ended
+    assert writes(engage) == before
+    assert engage.traits() == {"u1": {AUDIENCE: "true", "churn_risk": "true"}}
+
+
+def test_a_dry_run_shows_the_ended_membership_and_writes_nothing(engage):
+    from amberflo_sync.events_sync import DryRun
+
+    engage.warehouse.write("engage_default", "users", users({"u1": {AUDIENCE: True}, "u2": {AUDIENCE: False}}))
+    engage.sync_engage()
+    engage.warehouse.write("engage_default", "users", users({"u3": {AUDIENCE: False}}))  # u1, u2 deleted
+    config = SyncConfig(source_schemas=("prod",), chunk_rows=2,
+                        engage=EngageConfig(spaces=(engage.warehouse.schema("engage_default"),)))
+    from amberflo_sync.customer_writer import CustomerWriter
+    from amberflo_sync.engage_sync import EngageSpace, sync_engage_space
+
+    space = EngageSpace(engage.warehouse.schema("engage_default"), "identify")
+    dry = DryRun()
+    sync_engage_space(space, reader=engage.reader, ledger=engage.ledger, config=config, run_id="dry",
+                      writer=CustomerWriter(None, engage.state), dry_run=dry)
+    assert len(dry.records) == 1 and '"false"' in dry.records[0] and '"u1"' in dry.records[0]
+    assert engage.traits() == {"u1": {AUDIENCE: "true"}}
+    # nothing forgotten: u2 (nothing to end) still has its fingerprint row
+    assert set(engage.state.load_fingerprints(space.key, ["u1", "u2"])) == {"u1", "u2"}

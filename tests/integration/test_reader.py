@@ -125,3 +125,10 @@ def test_new_columns_appear_in_the_next_read(warehouse):
     assert "region" not in pd.concat(reader.extract_window(stream, Window(None))).columns
     warehouse.write("prod", "api_calls", event_rows(2, region="eu"))
     assert "region" in pd.concat(reader.extract_window(stream, Window(None))).columns
+
+
+def test_an_empty_table_yields_no_chunk(warehouse):
+    """PostgreSQL's COPY prints nothing for an empty table, which pyarrow's CSV reader refused."""
+    warehouse.write("prod", "api_calls", event_rows(1).iloc[0:0])
+    stream = EventStream(warehouse.schema("prod"), "api_calls", "track")
+    assert list(reader_for(warehouse).extract_window(stream, Window(cursor=None))) == []

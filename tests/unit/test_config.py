@@ -15,6 +15,7 @@ def test_repository_config_loads_and_documents_the_defaults():
     assert config.cursor_column == "uuid_ts" and config.overlap == dt.timedelta(hours=2)
     assert config.batch_size == 500
     assert config.state.url.startswith("sqlite:///") and "{config_dir}" not in config.state.url
+    assert config.engage.snapshot_complete is True
 
 
 def test_env_var_overrides_the_path(tmp_path, monkeypatch):
@@ -34,6 +35,7 @@ def test_env_var_overrides_the_path(tmp_path, monkeypatch):
         ("overlap_hours: two\n", "overlap_hours"),
         ("source_schemas: []\n", "source_schemas"),
         ("events: {includes: [a]}\n", "unknown events key(s): includes"),
+        ("engage: {snapshot_complete: 'no'}\n", "engage.snapshot_complete"),
     ],
 )
 def test_invalid_values_name_the_key(tmp_path, text, message):

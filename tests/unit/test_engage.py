@@ -56,3 +56,26 @@ def test_key_filter_globs():
     keys = KeyFilter(include=("order_*", "ltv"), exclude=("order_refunded*",))
     assert keys.wants("ORDER_completed") and keys.wants("ltv")
     assert not keys.wants("order_refunded_7d") and not keys.wants("churn")
+
+
+def test_ended_memberships_send_false_only_where_state_holds_true():
+    from amberflo_sync.engage import ended_memberships
+
+    known = {"u1": {"traits.a": "true", "traits.b": "false", "traits.ltv": "3"}, "u2": {"traits.b": "true"}}
+    updates = ended_memberships(["u1", "u2", "u3"], ["a", "b"], known, 1000)
+    assert updates.to_dict("records") == [
+        {"customer_id": "u1", "field": "traits.a", "value": "false", "time_ms": 1000},
+        {"customer_id": "u2", "field": "traits.b", "value": "false", "time_ms": 1000},
+    ]
+    assert ended_memberships(["u3"], ["a"], known, 1000).empty
+
+
+def test_seen_ids_tell_which_stored_ids_the_scan_missed():
+    from amberflo_sync.engage_membership import SeenIds
+
+    seen = SeenIds()
+    assert seen.missing(["a"]) == ["a"]
+    seen.add(["u1", "u2"])
+    seen.add(["x" * 5000])  # ids of any length: only their 64-bit hash is kept
+    assert seen.missing(["u0", "u1", "u2", "u3", "x" * 5000, "zz"]) == ["u0", "u3", "zz"]
+    assert len(seen) == 3

@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="connection closed without an answer, nothing stored")
     faults.add_argument("--outage-seconds", type=float, default=0.0, help="503 for this long")
     faults.add_argument("--wrong-key-seconds", type=float, default=0.0, help="401 for this long")
+    faults.add_argument("--throttle-seconds", type=float, default=0.0, help="429 (with --retry-after) for this long")
+    faults.add_argument("--short-ingest-by", type=int, default=0, metavar="RECORDS",
+                        help="ingestion answers (and stores) this many records fewer than sent")
     faults.add_argument("--seed", type=int, default=0, help="seed of the fault draws")
     return parser
 
@@ -87,6 +90,8 @@ def fault_config_from(args: argparse.Namespace) -> FaultConfig:
         rate_drop=args.rate_drop,
         outage_seconds=args.outage_seconds,
         wrong_key_seconds=args.wrong_key_seconds,
+        throttle_seconds=args.throttle_seconds,
+        short_ingest_by=args.short_ingest_by,
         seed=args.seed,
     )
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 #: Fault kinds, in the order a request is checked for them; stats count each as ``fault_<kind>``.
-FAULT_KINDS = ("wrong_key", "outage", "429", "500", "502", "503", "drop", "slow")
+#: ``short_ingest`` is decided apart (:meth:`FaultInjector.short_ingest_by`), once a batch is valid.
+FAULT_KINDS = ("wrong_key", "outage", "429", "500", "502", "503", "drop", "slow", "short_ingest")
 
 # Kinds decided by one uniform draw, with the FaultConfig field holding each one's rate. One draw (not
 # one per kind) keeps them mutually exclusive, so ``rate_429=0.2, rate_503=0.1`` means exactly that.
@@ -43,8 +44,9 @@ class FaultConfig:
     :param rate_500: fraction answered 500.
     :param rate_502: fraction answered 502.
     :param rate_503: fraction answered 503.
-    :param retry_after: seconds sent in the ``Retry-After`` header of 429s (0 allowed); ``None`` sends
-        no header, to exercise the client's own back-off.
+    :param retry_after: ``Retry-After`` header of 429s: seconds (0 allowed), or a string sent verbatim
+        (``"-1"``, ``"soon"``, an HTTP date in the past: the malformed values a client must survive
+        without a tight loop); ``None`` sends no header, to exercise the client's own back-off.
     :param latency_ms: delay added before every API request is handled.
     :param rate_slow: fraction of requests that are processed and stored normally but answered only
         after ``slow_ms`` — to outlast the client's read timeout and make it resend a stored batch.
@@ -54,6 +56,12 @@ class FaultConfig:
     :param outage_seconds: for this long after the faults are set, every API request gets 503.
     :param wrong_key_seconds: for this long after the faults are set, every API request gets 401 (a
         rotated key); checked before the outage.
+    :param throttle_seconds: for this long after the faults are set, every API request gets 429 with
+        ``retry_after`` (a rate-limit period); checked after the outage, counted as ``fault_429``.
+    :param short_ingest_by: ingestion stores all but the last this-many records of a batch and answers
+        ``N records were ingested`` with the smaller count (an answer short of the batch).
+    :param short_ingest_requests: only the first this-many ingestion requests after the faults are set
+        are answered short; ``None`` = every one.
     :param refuse_customers: customer ids whose meter records are answered 400 ("customer ... does
         not exist"), like an Amberflo account that refuses meters of unknown customers; the whole
         request is refused, so a client must isolate the record to send the rest.
@@ -66,13 +74,16 @@ class FaultConfig:
     rate_500: float = 0.0
     rate_502: float = 0.0
     rate_503: float = 0.0
-    retry_after: int | None = None
+    retry_after: int | str | None = None
     latency_ms: float = 0.0
     rate_slow: float = 0.0
     slow_ms: float = 0.0
     rate_drop: float = 0.0
     outage_seconds: float = 0.0
     wrong_key_seconds: float = 0.0
+    throttle_seconds: float = 0.0
+    short_ingest_by: int = 0
+    short_ingest_requests: int | None = None
     refuse_customers: tuple[str, ...] = ()
     seed: int = 0
 
@@ -86,17 +97,26 @@ class FaultConfig:
             total += rate
         if total > 1.0 + 1e-9:
             raise ValueError(f"the fault rates add up to {total:g}, more than 1")
-        for field in ("latency_ms", "slow_ms", "outage_seconds", "wrong_key_seconds"):
+        for field in ("latency_ms", "slow_ms", "outage_seconds", "wrong_key_seconds", "throttle_seconds"):
             value = getattr(self, field)
             _require_number(field, value)
             if value < 0:
                 raise ValueError(f"{field} must not be negative, got {value}")
-        if self.retry_after is not None and (
+        if isinstance(self.retry_after, str):
+            if not self.retry_after.isprintable() or len(self.retry_after) > 200:
+                raise ValueError("a retry_after string must be printable and at most 200 characters")
+        elif self.retry_after is not None and (
             not isinstance(self.retry_after, int)
             or isinstance(self.retry_after, bool)
             or self.retry_after < 0
         ):
-            raise ValueError("retry_after must be a non-negative integer number of seconds or None")
+            raise ValueError("retry_after must be a non-negative integer number of seconds, a string or None")
+        for field in ("short_ingest_by", "short_ingest_requests"):
+            value = getattr(self, field)
+            if value is None and field == "short_ingest_requests":
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{field} must be a non-negative integer")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ValueError("seed must be an integer")
 
@@ -149,7 +169,7 @@ class FaultDecision:
     status: int | None = None
     drop: bool = False
     delay_after_s: float = 0.0
-    retry_after: int | None = None
+    retry_after: int | str | None = None
 
 
 _NO_FAULT = FaultDecision()
@@ -176,6 +196,7 @@ class FaultInjector:
             self._active = config.active
             self._random = random.Random(config.seed)
             self._since = self._clock()
+            self._short_answers = 0
 
     @property
     def config(self) -> FaultConfig:
@@ -198,6 +219,8 @@ class FaultInjector:
                 return FaultDecision(kind="wrong_key", status=_STATUS["wrong_key"])
             if elapsed < config.outage_seconds:
                 return FaultDecision(kind="outage", status=_STATUS["outage"])
+            if elapsed < config.throttle_seconds:
+                return FaultDecision(kind="429", status=_STATUS["429"], retry_after=config.retry_after)
             draw = self._random.random()
         threshold = 0.0
         for kind, field in _DRAWN_KINDS:
@@ -214,3 +237,16 @@ class FaultInjector:
                     retry_after=config.retry_after if kind == "429" else None,
                 )
         return _NO_FAULT
+
+    def short_ingest_by(self) -> int:
+        """How many records short of its batch this ingestion request's answer is (0 = a true count);
+        counts the request against ``short_ingest_requests``."""
+        with self._lock:
+            config = self._config
+            if not config.short_ingest_by:
+                return 0
+            limit = config.short_ingest_requests
+            if limit is not None and self._short_answers >= limit:
+                return 0
+            self._short_answers += 1
+            return config.short_ingest_by

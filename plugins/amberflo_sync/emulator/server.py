@@ -396,6 +396,13 @@ class _Handler(BaseHTTPRequestHandler):
             return error.status, _error(str(error)), _JSON, None
         except RecordError as error:
             return 400, _error(str(error)), _JSON, None
+        short = min(self.server.state.injector.short_ingest_by(), len(batch))
+        if short:  # an answer short of the batch: only the records counted are stored
+            kept = len(batch) - short
+            batch = MeterBatch(*(column[:kept] for column in (
+                batch.unique_ids, batch.customer_ids, batch.meter_names, batch.meter_values, batch.millis,
+                batch.dimensions)))
+            self.server.state.store.count("fault_short_ingest")
         return 200, f"{len(batch)} records were ingested".encode("ascii"), _TEXT, batch
 
     def _customers(
