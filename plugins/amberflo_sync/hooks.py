@@ -155,7 +155,10 @@ class AmberfloHook(BaseHook):
             base_url = settings.base_url
             retry = RetryPolicy(max_attempts=1, give_up_after=0)
             with AmberfloClient(settings, retry=retry) as client:
-                client.get_customer("amberflo-sync-connection-test")
+                problem = _customer_lookup_problem(client)
+            if problem:
+                return False, redact(f"{base_url} {problem}: is the API base URL right (e.g. "
+                                     f"{connection_form.DEFAULT_BASE_URL})?", [conn.password])
         except AmberfloAuthError as exc:
             message = (f"Amberflo at {base_url} refused the API key (HTTP {exc.status}): check the API key "
                        "(the connection's password) and that it belongs to this Amberflo account.")
@@ -176,6 +179,24 @@ class AmberfloHook(BaseHook):
             return True, "Connection to Amberflo works"
         secret = conn.password if conn is not None else None
         return False, redact(message, [secret])
+
+
+def _customer_lookup_problem(client: AmberfloClient) -> str | None:
+    """Look up a customer id that is never used; None when the answer is what Amberflo's customers API
+    gives (200 with a JSON object, or a 404 about the customer), else what was odd about it — a wrong
+    base URL often answers 404 "no such endpoint" or an HTML page with 200."""
+    response = client.request(
+        "GET", client._url("/customers/"), params={"customerId": "amberflo-sync-connection-test"},
+        ok_statuses=(200, 404),
+    )
+    body = (response.text or "").strip()
+    if response.status_code == 404:
+        return None if "customer" in body.lower() else "answered HTTP 404 to a customer lookup"
+    try:
+        data = response.json() if body else {}
+    except ValueError:
+        return "answered a customer lookup with something that is not JSON"
+    return None if isinstance(data, dict) else "answered a customer lookup with JSON that is not a customer"
 
 
 class SegmentWarehouseHook(BaseHook):

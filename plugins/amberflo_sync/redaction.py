@@ -35,13 +35,11 @@ def secret_forms(secret: str) -> list[str]:
 def redact(text: str, secrets: Iterable[str | None]) -> str:
     """``text`` with every form of every non-empty secret (see :func:`secret_forms`) replaced by
     ``***``. Use it on every exception text that is logged or stored."""
+    forms = {form for secret in secrets if secret for form in secret_forms(secret)}
     out = str(text)
-    for secret in secrets:
-        if not secret:
-            continue
-        for form in secret_forms(secret):
-            if form in out:
-                out = out.replace(form, MASK)
+    for form in sorted(forms, key=len, reverse=True):  # longer forms first: one may contain another
+        if form in out:
+            out = out.replace(form, MASK)
     return out
 
 
