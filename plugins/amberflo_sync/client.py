@@ -30,7 +30,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
-from amberflo_sync.redaction import InvalidApiKeyError, clean_api_key, redact
+from amberflo_sync.redaction import InvalidApiKeyError, clean_api_key, redact, register_secret
 from amberflo_sync.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -171,6 +171,7 @@ class AmberfloClient:
 
             settings = replace(settings, api_key=key)
         self._secrets = (key, raw_key)
+        register_secret(raw_key)
         self.settings = settings
         self.retry = retry or RetryPolicy()
         self.stats = ClientStats()

@@ -21,7 +21,7 @@ from amberflo_sync.client import (
     AmberfloUnavailableError,
     ClientSettings,
 )
-from amberflo_sync.redaction import InvalidApiKeyError, clean_api_key, redact
+from amberflo_sync.redaction import InvalidApiKeyError, clean_api_key, redact, register_secret
 from amberflo_sync.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ def _mask(secret: str | None) -> None:
     """Register the secret, and its stripped form, with Airflow's secrets masker."""
     if not secret:
         return
+    register_secret(secret)
     from airflow.sdk.log import mask_secret
 
     mask_secret(secret)

@@ -8,11 +8,24 @@ URL may carry it percent-encoded — never reaches a log line, a state table or 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from urllib.parse import quote, quote_plus
 
 #: What replaces a secret.
 MASK = "***"
+
+#: Secrets this process has read (the Amberflo key as the hook and the client see it), so that code
+#: far from the connection — the ``sync_runs.error`` writer — can redact without being handed them.
+_REGISTERED: set[str] = set()
+_LOCK = threading.Lock()
+
+
+def register_secret(secret: str | None) -> None:
+    """Remember ``secret`` (and so its stripped form) for every later :func:`redact` call."""
+    if secret and secret.strip():
+        with _LOCK:
+            _REGISTERED.add(secret)
 
 
 class InvalidApiKeyError(ValueError):
@@ -32,10 +45,13 @@ def secret_forms(secret: str) -> list[str]:
     return sorted((f for f in forms if f), key=len, reverse=True)
 
 
-def redact(text: str, secrets: Iterable[str | None]) -> str:
-    """``text`` with every form of every non-empty secret (see :func:`secret_forms`) replaced by
-    ``***``. Use it on every exception text that is logged or stored."""
-    forms = {form for secret in secrets if secret for form in secret_forms(secret)}
+def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """``text`` with every form (see :func:`secret_forms`) of every secret in ``secrets`` and of every
+    secret registered with :func:`register_secret` replaced by ``***``. Use it on every exception
+    text that is logged or stored (``redact(f"{type(exc).__name__}: {exc}")``)."""
+    with _LOCK:
+        known = list(_REGISTERED)
+    forms = {form for secret in [*secrets, *known] if secret for form in secret_forms(secret)}
     out = str(text)
     for form in sorted(forms, key=len, reverse=True):  # longer forms first: one may contain another
         if form in out:

@@ -63,3 +63,12 @@ def test_the_client_scrub_uses_the_redaction_for_every_form_of_the_key():
         assert client.settings.api_key == KEY
         assert client.session.headers["X-API-KEY"] == KEY
         assert client._scrub(f"echo {KEY} and {quote(KEY + chr(10), safe='')} and {KEY!r}") == "echo *** and *** and '***'"
+
+
+def test_redact_knows_the_keys_this_process_has_read_without_being_handed_them():
+    """What the ``sync_runs.error`` writer relies on: it only has the exception, not the key."""
+    key = "sk-registered-7d1e0c3b9a"
+    with AmberfloClient(ClientSettings(base_url="http://127.0.0.1:9", api_key=key + "\n")):
+        pass
+    error = ValueError(f"Invalid header value b'{key}\\n'")
+    assert redact(f"{type(error).__name__}: {error}") == "ValueError: Invalid header value b'***'"
