@@ -3,12 +3,13 @@ UI's *Test* button) and a key pasted with a trailing newline (issue 14)."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import logging
 import socket
 import ssl
 import threading
-import http.server
+import time
 
 import pytest
 
@@ -93,12 +94,7 @@ def test_a_key_with_a_trailing_newline_works_and_never_shows(monkeypatch, emulat
     assert hook.test_connection() == (True, "Connection to Amberflo works")
     with hook.get_client() as client:
         record = ('{"uniqueId":"nl-1","customerId":"c-1","meterApiName":"ApiCalls","meterValue":1.0,'
-                  '"meterTimeInMillis":%d}' % (emulator_now_ms()))
+                  '"meterTimeInMillis":%d}' % int(time.time() * 1000))
         assert client.ingest_records([record]) == 1
     assert api_key not in caplog.text
 
-
-def emulator_now_ms() -> int:
-    import time
-
-    return int(time.time() * 1000)
