@@ -125,9 +125,16 @@ def test_the_dag_folder_loads_with_the_package_installed_and_from_plugins(tmp_pa
 def test_a_non_editable_pip_install_is_listed_by_airflow(tmp_path):
     """``pip install .`` (a wheel, not the editable install of setup.sh) into a separate target: Airflow
     finds the provider there, and the code comes from that copy."""
+    import shutil
+
+    source = tmp_path / "src"  # a copy: setuptools leaves build/ in the tree it builds
+    shutil.copytree(ROOT / "plugins" / "amberflo_sync", source / "plugins" / "amberflo_sync",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
     target = tmp_path / "site"
     build = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),
-                            str(ROOT)], capture_output=True, text=True, timeout=300)  # setuptools from PyPI
+                            str(source)], capture_output=True, text=True, timeout=300)  # setuptools from PyPI
     assert build.returncode == 0, build.stderr[-3000:]
     env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "home"), "PYTHONPATH": str(target)}
     code = ("import amberflo_sync, importlib.metadata as m;"
