@@ -20,7 +20,8 @@ DOC_MD = """
 Every 3 hours (Segment expects its Amberflo audience syncs every 2–3 hours) this DAG sends Engage
 audience membership and computed traits to Amberflo as **customer traits**: an audience is a trait
 named with its key (the snake_cased audience name, e.g. `order_completed_last_30days`) set to
-`"true"`/`"false"`; a computed trait is a trait with its value.
+`"true"`/`"false"`; a computed trait is a trait with its value. Rules: `docs/mapping.md` in the
+repository.
 
 * **Spaces** — every `engage_*`/`personas_*` schema (or the configured ones), each as one mapped task.
   *Identify-shaped* spaces (`engage_<space>.users`, one row per user) are diffed against the last
@@ -32,8 +33,25 @@ named with its key (the snake_cased audience name, e.g. `order_completed_last_30
   traits (`segment_identifies_to_amberflo`); both DAGs hold the `customers` lock in the state store
   while writing, so they never write the same customer at the same time.
 
-Params: `dry_run`, `dry_run_records`, `full_resync` (forget the snapshot/watermarks and resend every
-audience and trait).
+#### Params (Trigger → "Trigger DAG w/ config", or `--conf` on the CLI)
+
+| Param | default | what it does |
+|---|---|---|
+| `dry_run` | `false` | compute the changed customers as usual and log the first ones; send nothing, keep the snapshot |
+| `dry_run_records` | `20` | how many customer records a dry run shows |
+| `full_resync` | `false` | forget the snapshot and watermarks and resend every audience and trait |
+
+#### What a manual run, a backfill and a clear do
+
+* **Manual run**: diffs each space against the last snapshot now, like a scheduled run.
+* **Backfill**: one run per 3-hour interval of the (inclusive) range, each named by the end of its
+  interval; the warehouse holds only the current audiences, so each run sends what changed since the
+  previous one and the later runs usually find nothing. To resend everything use `full_resync`.
+* **Clear**: the task runs again; safe, because the snapshot moves only after a successful sync and
+  unchanged customers are not written.
+
+State: `engage_fingerprints`, `customers`, `watermarks`, `sync_runs`, `locks`
+(`docs/state-tables.md`). Config: the `engage` keys in `docs/configuration.md`.
 """
 
 

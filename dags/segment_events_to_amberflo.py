@@ -18,9 +18,9 @@ DOC_MD = """
 ### Segment events → Amberflo meters
 
 Every hour this DAG bills the Segment **page**, **screen** and **track** calls that landed in the
-warehouse into Amberflo meter records (`shared/spec/mapping.md`): `page`/`screen` meters with value 1,
-one meter per track event (value = the `value` property or 1), customer = `user_id` or
-`anonymous_id`, dimensions = the call's properties (sanitized for Amberflo).
+warehouse into Amberflo meter records: `page`/`screen` meters with value 1, one meter per track event
+(value = the `value` property or 1), customer = `user_id` or `anonymous_id`, dimensions = the call's
+properties (sanitized for Amberflo). Field by field: `docs/mapping.md` in the repository.
 
 * **Streams and slices** — `plan_slices` lists `pages`, `screens` and every per-event track table in
   the configured source schemas (include/exclude lists in the YAML config) and cuts each stream's window
@@ -28,25 +28,41 @@ one meter per track event (value = the `value` property or 1), customer = `user_
   (mapped task named after its slices, in the pool `AMBERFLO_SYNC_POOL`; a failed slice is retried
   alone); `finish` moves each stream's watermark as far as its succeeded slices reach and logs the
   run's totals.
-* **Backfills** — a run created by the UI's *Backfill* dialog or `airflow backfill create`, or any run
-  given `start`/`end` Params, re-sends the events whose **event time** (`timestamp`) lies in that
-  interval, from every stream, and moves no watermark. Re-sent events are byte-identical, so Amberflo
-  adds nothing for events it already has. Intervals older than Amberflo's 60-day horizon are refused
-  unless `allow_older_than_60_days` is set.
 * **Exactly once** — each stream reads rows whose load time (`uuid_ts`) is newer than its watermark
   minus a 2 h overlap; records are byte-identical for the same row, so Amberflo drops re-sends. The
-  watermark moves only after Amberflo accepted everything; a failed task moves nothing and can be
-  cleared and re-run safely.
+  watermark moves only after Amberflo accepted everything.
 * **Rejected rows** (no customer id, no event time, a non-numeric `value`, …) are stored with a reason
-  in the state schema's `rejected_rows`; every run writes its counts to `sync_runs`.
+  in the state table `rejected_rows`; every run writes its counts to `sync_runs`
+  (`docs/state-tables.md`).
 * **Customers first** — scheduled runs start with `wait_for_customers`, which waits (up to
   `customers.wait_minutes`, default 30) for `segment_identifies_to_amberflo`'s run of the same
   interval, so customers exist before their meters. Manual runs and backfills do not wait.
-* **Params** — `dry_run`: log (and write to `dry_run_dir`) the first `dry_run_records` records and send
-  nothing, moving no watermark.
 
-Connections: `segment_warehouse` (SQLAlchemy URL), `amberflo_default` (host = API base URL,
-password = API key). Config: `config/amberflo_sync.yaml` or `$AMBERFLO_SYNC_CONFIG`.
+#### Params (Trigger → "Trigger DAG w/ config", or `--conf` on the CLI)
+
+| Param | default | what it does |
+|---|---|---|
+| `dry_run` | `false` | read and map as usual, log (and write to `dry_run_dir`) the first records of each stream; send nothing, move no watermark, write no `sync_runs` row |
+| `dry_run_records` | `20` | how many records a dry run shows per stream |
+| `start` | empty | backfill: re-send the events whose **event time** (`timestamp`) is after this (ISO-8601, UTC); needs `end` |
+| `end` | empty | backfill: … and up to this event time (inclusive) |
+| `allow_older_than_60_days` | `false` | let a backfill reach further back than Amberflo's 60-day horizon (only once Amberflo support agreed) |
+
+#### What a manual run, a backfill and a clear do
+
+* **Manual run** (Trigger, no `start`/`end`): bills what was loaded since the watermark, like a
+  scheduled run, but does not wait for the identify DAG.
+* **Backfill** (Trigger → Backfill, `airflow backfill create`, or a run given `start`/`end`): one run
+  per hourly interval of the range — the range is inclusive and each run is named by the end of its
+  interval, so 10:00 → 12:00 makes three runs. Each re-sends the events whose event time lies in its
+  interval from every stream and **moves no watermark**; events Amberflo already has add nothing.
+  Intervals older than 60 days are refused unless `allow_older_than_60_days` is set.
+* **Clear** (a task or the run): the cleared tasks run again. Safe at any time: a failed slice moved
+  nothing, re-sent records are byte-identical and de-duplicated by Amberflo, and `finish` moves each
+  watermark only as far as the succeeded slices reach.
+
+Connections: `segment_warehouse` (SQLAlchemy URL) and `amberflo_default` (type **Amberflo**: API base
+URL, API key). Config: `config/amberflo_sync.yaml` or `$AMBERFLO_SYNC_CONFIG` (`docs/configuration.md`).
 """
 
 

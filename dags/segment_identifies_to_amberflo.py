@@ -19,7 +19,7 @@ DOC_MD = """
 
 Every hour this DAG turns the Segment **identify** calls that landed in the warehouse
 (`<source>.identifies`) into Amberflo customers (`PUT /customers` replaces a whole customer, so the
-project always sends **complete** records):
+project always sends **complete** records). Field by field: `docs/mapping.md` in the repository.
 
 * `customerId` = `user_id` (identify rows without one are counted as *skipped*),
   `customerName` = trait `name` (else the id), `customerEmail` = trait `email`, every other trait
@@ -33,8 +33,24 @@ project always sends **complete** records):
   wait (up to `customers.wait_minutes`) for this DAG's run of the same interval: customers exist before
   their meters. Both customer DAGs hold the `customers` lock in the state store while writing.
 
-Params: `dry_run` (log the first customer records, send nothing), `full_resync` (ignore the watermark
-and rebuild every customer from the whole identifies table).
+#### Params (Trigger → "Trigger DAG w/ config", or `--conf` on the CLI)
+
+| Param | default | what it does |
+|---|---|---|
+| `dry_run` | `false` | build the customer records as usual and log the first ones; send nothing, move no watermark |
+| `dry_run_records` | `20` | how many customer records a dry run shows |
+| `full_resync` | `false` | ignore the watermark and rebuild every customer from the whole identifies table (only changed customers are still written) |
+
+#### What a manual run, a backfill and a clear do
+
+* **Manual run**: reads the identifies loaded since the watermark, like a scheduled run.
+* **Backfill**: one run per hourly interval of the (inclusive) range, each named by the end of its
+  interval; each reads from the watermark like any run, so after the first one the others find nothing
+  new. To rebuild customers from history use `full_resync` instead.
+* **Clear**: the task runs again; safe, because customers whose record did not change are not written.
+
+State: `customers`, `watermarks`, `sync_runs`, `locks` (`docs/state-tables.md`). Config:
+`docs/configuration.md`.
 """
 
 

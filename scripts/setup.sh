@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Create .venv and install the pinned dependencies (idempotent; re-installs when the pins change).
+# Create .venv and install the pinned dependencies (idempotent; re-installs when the pins change),
+# then the project itself as an Airflow provider (editable: the DAGs keep importing the code in
+# plugins/, and Airflow's provider manager finds the `amberflo` connection type).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3.11}"
@@ -8,9 +10,11 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 stamp=".venv/.requirements.sha256"
-want="$(cat requirements.txt constraints.txt | sha256sum | cut -d' ' -f1)"
-if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
+want="$(cat requirements.txt requirements-ui.txt constraints.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ] || ! .venv/bin/python -c "import importlib.metadata as m; m.version('segment-amberflo-sync')" 2>/dev/null; then
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -r requirements.txt -c constraints.txt
+  .venv/bin/python -m pip install --quiet -r requirements.txt -r requirements-ui.txt -c constraints.txt
+  # --no-deps: the exact versions are the pins above; pyproject.toml only states lower bounds.
+  .venv/bin/python -m pip install --quiet --no-deps -e .
   echo "$want" > "$stamp"
 fi

@@ -30,6 +30,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
+from amberflo_sync.redaction import InvalidApiKeyError, clean_api_key, redact, register_secret
 from amberflo_sync.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,10 @@ class AmberfloRejectedError(AmberfloError):
 
 class AmberfloAuthError(AmberfloRejectedError):
     """401/403: the API key is wrong or lacks permission. Fails fast, never retried."""
+
+
+class AmberfloInvalidKeyError(AmberfloError, ValueError):
+    """The API key cannot be sent (whitespace or non-printable characters inside it)."""
 
 
 class AmberfloUnavailableError(AmberfloError):
@@ -205,8 +210,19 @@ class AmberfloClient:
     def __init__(
         self, settings: ClientSettings, *, retry: RetryPolicy | None = None, session: requests.Session | None = None
     ) -> None:
-        if not settings.api_key:
+        raw_key = settings.api_key
+        try:
+            key = clean_api_key(raw_key)
+        except InvalidApiKeyError as exc:
+            raise AmberfloInvalidKeyError(str(exc)) from None
+        if not key:
             raise AmberfloError("the Amberflo connection has no API key (set its password)")
+        if key != raw_key:
+            from dataclasses import replace
+
+            settings = replace(settings, api_key=key)
+        self._secrets = (key, raw_key)
+        register_secret(raw_key)
         self.settings = settings
         self.retry = retry or RetryPolicy()
         self.stats = ClientStats()
@@ -434,8 +450,7 @@ class AmberfloClient:
         return self._scrub((response.text or "").strip())[:500]
 
     def _scrub(self, text: str) -> str:
-        key = self.settings.api_key
-        return text.replace(key, "***") if key else text
+        return redact(text, self._secrets)
 
 
 def _json_array_parts(records: Sequence[str] | JsonArraySource, start: int, stop: int) -> Sequence[bytes | memoryview]:

@@ -11,7 +11,17 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
-from amberflo_sync.client import AmberfloClient, AmberfloError, ClientSettings
+from amberflo_sync import connection_form
+from amberflo_sync.client import (
+    AmberfloAuthError,
+    AmberfloClient,
+    AmberfloError,
+    AmberfloInvalidKeyError,
+    AmberfloRejectedError,
+    AmberfloUnavailableError,
+    ClientSettings,
+)
+from amberflo_sync.redaction import InvalidApiKeyError, clean_api_key, redact, register_secret
 from amberflo_sync.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -19,11 +29,15 @@ if TYPE_CHECKING:
 
 
 def _mask(secret: str | None) -> None:
+    """Register the secret, and its stripped form, with Airflow's secrets masker."""
     if not secret:
         return
+    register_secret(secret)
     from airflow.sdk.log import mask_secret
 
     mask_secret(secret)
+    if secret.strip() and secret.strip() != secret:
+        mask_secret(secret.strip())
 
 
 def settings_from_connection(
@@ -39,8 +53,22 @@ def settings_from_connection(
     ``host`` is the API base URL (``https://app.amberflo.io``); without a scheme, ``extra["scheme"]``
     or the connection schema (``http``/``https``) is used, else ``https``. Extras: ``ingest_url``,
     ``batch_size``, ``connect_timeout``, ``read_timeout``, ``concurrency``, ``gzip_level``.
+
+    The API key is stripped (a key pasted into a form or read from a secrets file often ends in a
+    newline, which ``requests`` would refuse in a header, echoing the key in its error).
+
+    :raises AmberfloInvalidKeyError: whitespace or non-printable characters inside the key (the
+        message does not contain the key).
     """
+    try:
+        api_key = clean_api_key(password)
+    except InvalidApiKeyError as exc:
+        raise AmberfloInvalidKeyError(str(exc)) from None
     extras = dict(extra or {})
+    prefix = f"extra__{connection_form.CONNECTION_TYPE}__"  # how older connection forms stored extras
+    for name, value in list(extras.items()):
+        if name.startswith(prefix):
+            extras.setdefault(name[len(prefix):], value)
     if not host:
         raise AmberfloError("the Amberflo connection has no host (the API base URL, e.g. https://app.amberflo.io)")
     base = host.rstrip("/")
@@ -59,7 +87,7 @@ def settings_from_connection(
     ):
         if extras.get(key) not in (None, ""):
             kwargs[key] = cast(extras[key])
-    return ClientSettings(base_url=base, api_key=password or "", ingest_url=extras.get("ingest_url") or None, **kwargs)
+    return ClientSettings(base_url=base, api_key=api_key, ingest_url=extras.get("ingest_url") or None, **kwargs)
 
 
 def retry_from_connection(extra: dict[str, Any] | None) -> RetryPolicy | None:
@@ -112,14 +140,74 @@ class AmberfloHook(BaseHook):
         retry = self.retry or retry_from_connection(self.get_connection(self.amberflo_conn_id).extra_dejson)
         return AmberfloClient(self.get_settings(), retry=retry)
 
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Hidden fields, labels and placeholders of the connection form (Airflow 3.2+ reads the same
+        values from the provider info's ``ui-field-behaviour`` without importing this hook)."""
+        return connection_form.ui_field_behaviour()
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Form fields for the extras users set (older UIs; Airflow 3.2+ reads ``conn-fields``)."""
+        return connection_form.form_widgets()
+
     def test_connection(self) -> tuple[bool, str]:
-        """Make one authenticated, read-only call (look up a customer id that is never used)."""
+        """Make one cheap, authenticated, read-only call (look up a customer id that is never used)
+        and say what was wrong: no or malformed key, refused key, TLS, unreachable, wrong URL.
+
+        Called by the UI's *Test* button (``AIRFLOW__CORE__TEST_CONNECTION=Enabled``) and by
+        ``airflow connections test``. One attempt only: a button must answer within seconds.
+        """
+        conn: Connection | None = None
+        base_url = "the API base URL"
         try:
-            with AmberfloClient(self.get_settings(), retry=RetryPolicy(give_up_after=5)) as client:
-                client.get_customer("amberflo-sync-connection-test")
-        except AmberfloError as exc:
-            return False, str(exc)
-        return True, "Connection to Amberflo works"
+            conn = self.get_connection(self.amberflo_conn_id)
+            settings = self.get_settings()
+            base_url = settings.base_url
+            retry = RetryPolicy(max_attempts=1, give_up_after=0)
+            with AmberfloClient(settings, retry=retry) as client:
+                problem = _customer_lookup_problem(client)
+            if problem:
+                return False, redact(f"{base_url} {problem}: is the API base URL right (e.g. "
+                                     f"{connection_form.DEFAULT_BASE_URL})?", [conn.password])
+        except AmberfloAuthError as exc:
+            message = (f"Amberflo at {base_url} refused the API key (HTTP {exc.status}): check the API key "
+                       "(the connection's password) and that it belongs to this Amberflo account.")
+        except AmberfloUnavailableError as exc:
+            text = str(exc)
+            if "SSLError" in text or "CERTIFICATE" in text.upper():
+                message = (f"TLS error talking to {base_url}: its certificate could not be verified. "
+                           f"Check the API base URL and this machine's CA certificates. ({text})")
+            else:
+                message = (f"Cannot reach Amberflo at {base_url}: check the API base URL and that this "
+                           f"machine can reach it. ({text})")
+        except AmberfloRejectedError as exc:
+            message = (f"{base_url} answered HTTP {exc.status} to a customer lookup: is the API base URL "
+                       f"right (e.g. {connection_form.DEFAULT_BASE_URL})? ({exc.detail})")
+        except (AmberfloError, ValueError) as exc:
+            message = str(exc)
+        else:
+            return True, "Connection to Amberflo works"
+        secret = conn.password if conn is not None else None
+        return False, redact(message, [secret])
+
+
+def _customer_lookup_problem(client: AmberfloClient) -> str | None:
+    """Look up a customer id that is never used; None when the answer is what Amberflo's customers API
+    gives (200 with a JSON object, or a 404 about the customer), else what was odd about it — a wrong
+    base URL often answers 404 "no such endpoint" or an HTML page with 200."""
+    response = client.request(
+        "GET", client._url("/customers/"), params={"customerId": "amberflo-sync-connection-test"},
+        ok_statuses=(200, 404),
+    )
+    body = (response.text or "").strip()
+    if response.status_code == 404:
+        return None if "customer" in body.lower() else "answered HTTP 404 to a customer lookup"
+    try:
+        data = response.json() if body else {}
+    except ValueError:
+        return "answered a customer lookup with something that is not JSON"
+    return None if isinstance(data, dict) else "answered a customer lookup with JSON that is not a customer"
 
 
 class SegmentWarehouseHook(BaseHook):

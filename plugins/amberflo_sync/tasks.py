@@ -265,6 +265,7 @@ def _dry_run(config: SyncConfig, params: dict[str, Any], run_id: str, stream: Ev
     limit = int(params.get("dry_run_records") or config.dry_run_records)
     path = None
     if config.dry_run_dir:
-        safe_run = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in run_id)
-        path = Path(config.dry_run_dir) / safe_run / f"{stream.key}.jsonl"
+        from amberflo_sync.paths import path_inside
+
+        path = path_inside(config.dry_run_dir, run_id, f"{stream.key}.jsonl")
     return DryRun(limit=limit, path=path)
