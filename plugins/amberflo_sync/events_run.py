@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from amberflo_sync.config import SyncConfig
-from amberflo_sync.events_sync import DryRun, bound_text, redact_error, sync_slice
+from amberflo_sync.events_sync import DryRun, bound_text, sync_slice
 from amberflo_sync.ledger import Ledger, PlanOutcome
 from amberflo_sync.planning import (
     Slice,
@@ -30,6 +30,7 @@ from amberflo_sync.planning import (
     work_units,
 )
 from amberflo_sync.reader import EventStream, WarehouseReader
+from amberflo_sync.redaction import error_text
 from amberflo_sync.run_kinds import RunRules
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ def plan_run(reader: WarehouseReader, ledger: Ledger, config: SyncConfig, rules:
                 mark = marks.get(stream.key)
                 slices += plan_incremental(reader, None if mark is None else mark.value, stream, config)
         except Exception as exc:  # noqa: BLE001 - one stream's problem must not hide the others
-            problems[stream.key] = redact_error(exc)
+            problems[stream.key] = error_text(exc)
             log.error("%s: could not plan: %s", stream.key, problems[stream.key])
     wanted = looked_for(config)
     if not streams:
@@ -139,7 +140,7 @@ def run_slices(unit: Sequence[dict[str, Any]], *, reader: WarehouseReader, ledge
                                run_id=run_id, dry_run=dry_run, allow_old_events=allow_old_events,
                                retries_rejected=rules.retries_rejected, worker=worker, timings=timings)
         except Exception as exc:  # noqa: BLE001 - recorded by sync_slice; the task fails below
-            failures.append(f"{part.key}: {redact_error(exc)}")
+            failures.append(f"{part.key}: {error_text(exc)}")
             first_error = first_error or exc
             continue
         results.append(stats.to_dict() | {"slice": part.key})

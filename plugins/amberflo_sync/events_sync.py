@@ -42,6 +42,7 @@ from amberflo_sync.config import SyncConfig
 from amberflo_sync.isolation import RETRYABLE_REASONS, IsolatingSender
 from amberflo_sync.ledger import Ledger, RunStats
 from amberflo_sync.planning import INCREMENTAL, Slice
+from amberflo_sync.redaction import error_text
 from amberflo_sync.reader import EventStream, WarehouseReader, Window
 from amberflo_sync.state import encode_cursor
 from amberflo_sync.transform import to_meter_records
@@ -202,7 +203,7 @@ def sync_stream(
             raise RuntimeError(f"{stream.key}: row accounting does not balance: {stats}")
     except BaseException as exc:
         stats.status = "failed"
-        stats.error = f"{type(exc).__name__}: {exc}"[:2000]
+        stats.error = error_text(exc)
         _finish(stats, started, reader, statements_before)
         if books is not None:
             try:  # rejected rows found before the failure are recorded all the same
@@ -259,7 +260,7 @@ def sync_slice(
     except BaseException as exc:
         failed = getattr(exc, "slice_stats", None) or RunStats(run_id, part.stream.key,
                                                                finished_at=dt.datetime.now(dt.timezone.utc))
-        failed.status, failed.error = "failed", redact_error(exc)
+        failed.status, failed.error = "failed", error_text(exc)
         ledger.slice_finished(plan_id, part, failed)
         raise
     stats.details = {**(stats.details or {}), "slice": part.key, "mode": part.mode}
@@ -267,11 +268,6 @@ def sync_slice(
         stats.details["worker"] = worker
     ledger.slice_finished(plan_id, part, stats)
     return stats
-
-
-def redact_error(exc: BaseException) -> str:
-    """The text of an exception as stored in the ledger and logged: type, message, secrets removed."""
-    return f"{type(exc).__name__}: {exc}"[:2000]
 
 
 def bound_text(value: Any, missing: str) -> str:

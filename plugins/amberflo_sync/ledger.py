@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import sqlalchemy as sa
 
+from amberflo_sync.redaction import error_text, redact
 from amberflo_sync.state import StateStore, decode_cursor, encode_cursor, id_key, naive_utc, utcnow
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -259,7 +260,7 @@ class Ledger:
                 "finished_at = :finished WHERE plan_id = :plan_id AND stream = :stream AND slice_index = :idx"),
                 {"status": stats.status, "read": stats.read, "sent": stats.sent, "duplicates": stats.duplicates,
                  "rejected": stats.rejected, "skipped": stats.skipped, "statements": stats.statements,
-                 "error": stats.error, "started": naive_utc(stats.started_at),
+                 "error": _redacted(stats.error), "started": naive_utc(stats.started_at),
                  "details": _json({**(stats.details or {}), "seconds": round(stats.seconds, 3),
                                    "abandoned": stats.abandoned}),
                  "finished": naive_utc(stats.finished_at) or utcnow(), "plan_id": plan_id,
@@ -310,7 +311,7 @@ class Ledger:
             yield plan_id, stats
         except BaseException as exc:
             stats.status = FAILED
-            stats.error = f"{type(exc).__name__}: {exc}"[:2000]
+            stats.error = error_text(exc)
             self._finish_all(plan_id, bound, stats, began)
             outcome = self.close_plan(plan_id, run_stream=stream, dry_run=dry_run)
             log.error("%s", outcome.streams[stream].stats.summary())
@@ -393,7 +394,7 @@ class Ledger:
             "statements": stats.statements, "seconds": float(stats.seconds),
             "window_lower": stats.window_lower, "window_upper": stats.window_upper,
             "started_at": naive_utc(stats.started_at), "finished_at": naive_utc(stats.finished_at),
-            "error": stats.error, "details": _json(stats.details),
+            "error": _redacted(stats.error), "details": _json(stats.details),
         }
         columns = [k for k in params if k not in ("run_id", "stream")]
         updated = conn.execute(sa.text(
@@ -591,6 +592,11 @@ def _sum_slices(run_id: str, stream: str, parts: list[dict[str, Any]], dry_run: 
         stats.error = "; ".join(errors)[:4000] or None
     stats.details = details
     return stats
+
+
+def _redacted(text: str | None) -> str | None:
+    """Every error text the ledger stores goes through the one redaction (API keys removed)."""
+    return None if text is None else redact(text)[:4000]
 
 
 def _json(value: Any) -> str | None:

@@ -77,3 +77,9 @@ def clean_api_key(raw: str | None) -> str:
                 f"{position} of {len(key)}; paste the key again exactly as Amberflo shows it"
             )
     return key
+
+
+def error_text(exc: BaseException, limit: int = 2000) -> str:
+    """An exception as it is stored in the state tables and logged: type, message, secrets removed
+    (redacted before it is cut, so a cut never leaves part of a key behind)."""
+    return redact(f"{type(exc).__name__}: {exc}")[:limit]
