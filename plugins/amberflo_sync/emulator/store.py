@@ -192,13 +192,13 @@ class EmulatorStore:
                 if identity in self._seen:
                     counters["duplicates"] += 1
                     continue
-                self._seen.add(identity)
                 counters["distinct"] += 1
                 added += 1
-                if index in lose:  # accepted, answered 200, never stored: missing usage
+                if index in lose:  # accepted, answered 200, never stored (nor remembered): missing usage
                     counters["lost"] += 1
                     self._lost.append(record_from_identity(identity, meter_value))
                     continue
+                self._seen.add(identity)
                 self._identities.append(identity)
                 self._meter_values.append(meter_value)
                 if index in double:  # a second copy with other bytes: a double bill
