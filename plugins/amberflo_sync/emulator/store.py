@@ -12,6 +12,7 @@ from slowing every later request down.
 from __future__ import annotations
 
 import copy
+import gc
 import hashlib
 import threading
 import time
@@ -255,10 +256,20 @@ class EmulatorStore:
         done = len(decoded["uniqueId"])
         if done == len(self._identities):
             return
-        loads = orjson.loads
-        rows = [loads(identity) for identity in self._identities[done:]]
+        # One parse of all new identities as a JSON array, with the cyclic GC paused: a million new
+        # lists would otherwise trigger collections that walk every object again and again (7 µs
+        # per record instead of well under 1).
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            rows = orjson.loads(b"[" + b",".join(self._identities[done:]) + b"]")
+            columns = list(zip(*rows))
+            del rows
+        finally:
+            if enabled:
+                gc.enable()
         for position, name in ((0, "uniqueId"), (1, "customerId"), (2, "meterApiName"), (4, "millis")):
-            decoded[name].extend(row[position] for row in rows)
+            decoded[name].extend(columns[position])
 
     def usage_columns(self) -> tuple[int, dict[str, list[Any]], list[int | float], frozenset[int]]:
         """``(version, columns, meter values, cancelled positions)`` of every stored record.

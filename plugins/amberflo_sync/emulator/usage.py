@@ -16,8 +16,8 @@ The request and answer shapes follow ``shared/spec/amberflo-api.md`` ("Usage"):
 * events: records of one meter (optionally one customer) in a time range, ordered by time, paged by
   an opaque ``nextPageToken``, as ``columns`` + ``rows``.
 
-Usage is computed with pandas over columns the store decodes once (incrementally), cached per store
-version, so a batch of queries over a million records costs one groupby each.
+Usage is computed with Arrow over columns the store decodes once (incrementally), cached per store
+version, so a batch of queries over a million records costs one filter and one group-by each.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 import orjson
-import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .store import EmulatorStore
 
@@ -47,37 +48,44 @@ class UsageQueryError(ValueError):
 
 
 class UsageIndex:
-    """The stored records as a DataFrame, rebuilt only when the store changed."""
+    """The stored records as an Arrow table, rebuilt only when the store changed."""
 
     def __init__(self, store: EmulatorStore) -> None:
         self._store = store
         self._lock = threading.Lock()
         self._version = -1
-        self._frame: pd.DataFrame | None = None
+        self._table: pa.Table | None = None
 
-    def frame(self) -> pd.DataFrame:
-        """Live records: ``position``, ``uniqueId``, ``customerId``, ``meterApiName``, ``seconds``,
-        ``millis``, ``value`` (cancelled records left out)."""
+    def table(self) -> pa.Table:
+        """Live records: ``position``, ``uniqueId``, ``customerId``, ``meterApiName``, ``millis``,
+        ``seconds``, ``value`` (cancelled records left out)."""
         with self._lock:
             version, columns, values, cancelled = self._store.usage_columns()
-            if self._frame is not None and version == self._version:
-                return self._frame
-            millis = np.asarray(columns["millis"], dtype=np.int64)
-            frame = pd.DataFrame(
-                {
-                    "position": np.arange(len(millis), dtype=np.int64),
-                    "uniqueId": columns["uniqueId"],
-                    "customerId": pd.Categorical(columns["customerId"]),
-                    "meterApiName": pd.Categorical(columns["meterApiName"]),
-                    "millis": millis,
-                    "seconds": millis // 1000,
-                    "value": np.asarray(values, dtype=np.float64),
-                }
-            )
+            if self._table is not None and version == self._version:
+                return self._table
+            millis = pa.array(columns["millis"], pa.int64())
+            table = pa.table({
+                "position": pa.array(np.arange(len(millis), dtype=np.int64)),
+                "uniqueId": pa.array(columns["uniqueId"], pa.string()),
+                "customerId": pa.array(columns["customerId"], pa.string()),
+                "meterApiName": pa.array(columns["meterApiName"], pa.string()),
+                "millis": millis,
+                "seconds": pc.divide(millis, 1000),  # integer division; times are positive
+                "value": pa.array(values, pa.float64()),
+            })
             if cancelled:
-                frame = frame[~frame["position"].isin(list(cancelled))]
-            self._frame, self._version = frame, version
-            return frame
+                keep = pc.invert(pc.is_in(table["position"], value_set=pa.array(sorted(cancelled), pa.int64())))
+                table = table.filter(keep)
+            self._table, self._version = table, version
+            return table
+
+
+def _select(table: pa.Table, meter: str, start: int, end: int, customers: list[str] | None) -> pa.Table:
+    mask = pc.and_(pc.equal(table["meterApiName"], meter),
+                   pc.and_(pc.greater_equal(table["seconds"], start), pc.less(table["seconds"], end)))
+    if customers is not None:
+        mask = pc.and_(mask, pc.is_in(table["customerId"], value_set=pa.array(customers, pa.string())))
+    return table.filter(mask)
 
 
 def answer_usage(index: UsageIndex, query: Any, *, sparse: bool) -> dict[str, Any]:
@@ -110,23 +118,20 @@ def answer_usage(index: UsageIndex, query: Any, *, sparse: bool) -> dict[str, An
         raise UsageQueryError("field 'take': must be an object")
 
     buckets = _bucket_starts(start, end, interval)
-    frame = index.frame()
-    selected = frame[(frame["meterApiName"] == meter) & (frame["seconds"] >= start) & (frame["seconds"] < end)]
-    if customers is not None:
-        selected = selected[selected["customerId"].isin(customers)]
+    selected = _select(index.table(), meter, start, end, customers)
     bucket = np.searchsorted(np.asarray(buckets, dtype=np.int64), selected["seconds"].to_numpy(), side="right") - 1
-    keys = selected["customerId"].astype(str).to_numpy() if group_by else np.full(len(selected), "", dtype=object)
-    work = pd.DataFrame({"group": keys, "bucket": bucket, "value": selected["value"].to_numpy()})
+    groups = selected["customerId"] if group_by else pa.array([""] * selected.num_rows, pa.string())
+    work = pa.table({"group": groups, "bucket": pa.array(bucket, pa.int64()), "value": selected["value"]})
     how = {"SUM": "sum", "COUNT": "count", "MIN": "min", "MAX": "max"}[aggregation]
-    cells = work.groupby(["group", "bucket"], sort=True)["value"].agg(how)
-    totals = work.groupby("group", sort=True)["value"].agg(how)
+    cells = work.group_by(["group", "bucket"]).aggregate([("value", how)]).to_pydict()
+    totals = work.group_by("group").aggregate([("value", how)]).to_pydict()
 
+    by_group: dict[str, dict[int, float]] = {}
+    for group, position, value in zip(cells["group"], cells["bucket"], cells[f"value_{how}"]):
+        by_group.setdefault(group, {})[position] = float(value)
     meters = []
-    by_group: dict[str, list[tuple[int, float]]] = {}
-    for (group, position), value in cells.items():
-        by_group.setdefault(group, []).append((int(position), float(value)))
-    for group, total in totals.items():
-        present = dict(by_group.get(group, []))
+    for group, total in zip(totals["group"], totals[f"value_{how}"]):
+        present = by_group.get(group, {})
         if sparse:
             values = [{"value": present[p], "secondsSinceEpochUtc": buckets[p]} for p in sorted(present)]
         else:
@@ -168,18 +173,15 @@ def answer_events(index: UsageIndex, store: EmulatorStore, params: dict[str, lis
     if not 1 <= page_size <= MAX_PAGE_SIZE:
         raise UsageQueryError(f"query parameter 'pageSize': must be between 1 and {MAX_PAGE_SIZE}")
     offset = _decode_token(_param(params, "nextPageToken"))
-    frame = index.frame()
-    selected = frame[(frame["meterApiName"] == meter) & (frame["seconds"] >= start) & (frame["seconds"] < end)]
-    if customer:
-        selected = selected[selected["customerId"] == customer]
-    selected = selected.sort_values(["millis", "uniqueId", "position"], kind="stable")
-    page = selected.iloc[offset : offset + page_size]
+    selected = _select(index.table(), meter, start, end, [customer] if customer else None)
+    selected = selected.sort_by([("millis", "ascending"), ("uniqueId", "ascending"), ("position", "ascending")])
+    page = selected.slice(offset, page_size)
     rows = []
-    for position in page["position"].tolist():
+    for position in page["position"].to_pylist():
         record = store.stored_record(int(position))
         rows.append([record.get(column) for column in EVENT_COLUMNS])
-    following = offset + len(page)
-    token = _encode_token(following) if following < len(selected) else None
+    following = offset + page.num_rows
+    token = _encode_token(following) if following < selected.num_rows else None
     return {
         "query": {"meterApiName": meter, "customerId": customer, "startTimeInSeconds": start,
                   "endTimeInSeconds": end, "pageSize": page_size},

@@ -54,8 +54,8 @@ class ExpectedRecords:
     """The warehouse side of a reconciliation.
 
     :ivar records: Arrow table, one row per record a sync would send in the window: ``meter``,
-        ``customer``, ``hour`` (epoch seconds of the hour), ``uniqueId``, ``value``, ``millis``,
-        ``record`` (the exact JSON text sent).
+        ``customer``, ``hour`` (epoch seconds of the hour), ``uniqueId``, ``value``, ``millis``, and
+        ``record`` (the exact JSON text sent) when read for a drill-down (``only_cells``).
     :ivar rejected: ``{(stream, reason): count}`` of rows the mapping rejects in the window.
     :ivar rejected_ids: a sample of their ids, ``{(stream, reason): [id, …]}``.
     :ivar meters: every meter a stream of the window maps to (``page``/``screen`` when those streams
@@ -80,13 +80,11 @@ class ExpectedRecords:
             ["meter", "customer", "hour", "expected_sum", "expected_count"]]
 
     def in_cells(self, cells: pd.DataFrame) -> pd.DataFrame:
-        """The expected records of the given cells (``meter``, ``customer``, ``hour``) as a DataFrame."""
+        """The expected records of the given cells (``meter``, ``customer``, ``hour``) as a DataFrame
+        (with their ``record`` text when this was read with ``only_cells``)."""
         if cells.empty or self.records.num_rows == 0:
             return pd.DataFrame(columns=list(RECORD_COLUMNS))
-        keys = pa.table({"meter": pa.array(cells["meter"].tolist(), pa.large_string()),
-                         "customer": pa.array(cells["customer"].tolist(), pa.large_string()),
-                         "hour": pa.array(cells["hour"].astype("int64").tolist(), pa.int64())})
-        return self.records.join(keys, keys=["meter", "customer", "hour"], join_type="inner").to_pandas()
+        return self.records.join(_cell_keys(cells), keys=["meter", "customer", "hour"], join_type="inner").to_pandas()
 
     def contains_ids(self, ids: Sequence[str]) -> list[bool]:
         """Whether each id is the ``uniqueId`` of an expected record (of any cell of the window)."""
@@ -101,12 +99,19 @@ def read_expected(
     window: ReconciliationWindow,
     *,
     meters: Sequence[str] | None = None,
+    only_cells: pd.DataFrame | None = None,
 ) -> ExpectedRecords:
     """Every record a sync sends whose event time lies in the window, from every configured stream.
 
+    Memory stays small for any window: the records' JSON text is dropped unless ``only_cells`` asks
+    for it, and then only the records of those cells are kept (a second pass for the drill-down).
+
     :param meters: keep only these meters (default: all).
+    :param only_cells: ``meter``, ``customer``, ``hour`` of the cells whose records (with their
+        ``record`` text) are wanted; default: every record, without the text.
     """
     wanted = set(meters) if meters else None
+    keys = None if only_cells is None else _cell_keys(only_cells)
     start_ms, end_ms = window.start_seconds * 1000, window.end_seconds * 1000
     tables: list[pa.Table] = []
     rejected: Counter[tuple[str, str]] = Counter()
@@ -126,16 +131,18 @@ def read_expected(
                         sample.append(str(row_id))
             if not len(batch.rendered):
                 continue
-            table = _parse_records(batch.rendered.arrow)
+            table = _parse_records(batch.rendered.arrow, with_text=keys is not None)
             millis = table["millis"]
             keep = pc.and_(pc.greater_equal(millis, start_ms), pc.less(millis, end_ms))
             table = table.filter(keep)
             known_meters.update(pc.unique(table["meter"]).to_pylist())
             if wanted is not None:
                 table = table.filter(pc.is_in(table["meter"], value_set=pa.array(sorted(wanted), pa.large_string())))
+            if keys is not None:
+                table = table.join(keys, keys=["meter", "customer", "hour"], join_type="inner")
             if table.num_rows:
                 tables.append(table)
-    records = pa.concat_tables(tables) if tables else _empty_records()
+    records = pa.concat_tables(tables) if tables else _empty_records(with_text=keys is not None)
     chosen = sorted(known_meters if wanted is None else wanted)
     log.info("expected from the warehouse: %d records over %d streams in %s; rejected rows: %d",
              records.num_rows, len(streams), window.describe(), sum(rejected.values()))
@@ -183,7 +190,13 @@ def _like(columns: Sequence, name: str, value: dt.datetime) -> dt.datetime:
     return value if info is None or info.has_time_zone else value.replace(tzinfo=None)
 
 
-def _parse_records(terminated: pa.Array) -> pa.Table:
+def _cell_keys(cells: pd.DataFrame) -> pa.Table:
+    return pa.table({"meter": pa.array(cells["meter"].tolist(), pa.large_string()),
+                     "customer": pa.array(cells["customer"].tolist(), pa.large_string()),
+                     "hour": pa.array(cells["hour"].astype("int64").tolist(), pa.int64())})
+
+
+def _parse_records(terminated: pa.Array, *, with_text: bool) -> pa.Table:
     """Rendered records (each followed by ``,``) → an Arrow table of :data:`RECORD_COLUMNS`.
 
     The rendered buffer is turned into newline-delimited JSON with one bytes replace: a record ends
@@ -205,21 +218,25 @@ def _parse_records(terminated: pa.Array) -> pa.Table:
         raise AssertionError(f"parsed {parsed.num_rows} of {n} rendered records")
     millis = parsed["meterTimeInMillis"].combine_chunks()
     hour = pc.multiply(pc.divide(millis, 3_600_000), 3600)  # integer division: epoch seconds of the hour
-    return pa.table({
+    columns = {
         "meter": parsed["meterApiName"].combine_chunks(),
         "customer": parsed["customerId"].combine_chunks(),
         "hour": hour,
         "uniqueId": parsed["uniqueId"].combine_chunks(),
         "value": parsed["meterValue"].combine_chunks(),
         "millis": millis,
-        "record": pc.utf8_slice_codeunits(terminated, 0, -1),
-    })
+    }
+    if with_text:
+        columns["record"] = pc.utf8_slice_codeunits(terminated, 0, -1)
+    return pa.table(columns)
 
 
-def _empty_records() -> pa.Table:
-    return pa.table({
+def _empty_records(*, with_text: bool = False) -> pa.Table:
+    columns = {
         "meter": pa.array([], pa.large_string()), "customer": pa.array([], pa.large_string()),
         "hour": pa.array([], pa.int64()), "uniqueId": pa.array([], pa.large_string()),
         "value": pa.array([], pa.float64()), "millis": pa.array([], pa.int64()),
-        "record": pa.array([], pa.large_string()),
-    })
+    }
+    if with_text:
+        columns["record"] = pa.array([], pa.large_string())
+    return pa.table(columns)

@@ -128,6 +128,8 @@ def reconcile(
     expected = read_expected(reader, config, window, meters=meters)
     chosen = list(meters) if meters else expected.meters
     expected_cells = expected.cells()
+    log.info("expected side: %d records in %d cells, %.1f s", expected.records.num_rows, len(expected_cells),
+             time.monotonic() - began)
 
     def check() -> pd.DataFrame:
         billed = read_billed(client, chosen, window, queries_per_call=settings.queries_per_call,
@@ -135,14 +137,17 @@ def reconcile(
         return compare_cells(expected_cells, billed, settled_seconds=window.settled_seconds,
                              tolerance=settings.tolerance)
 
+    asked = time.monotonic()
     cells = check()
+    log.info("billed side: %d meters from the usage API, %.1f s", len(chosen), time.monotonic() - asked)
     result = ReconciliationResult(run_id, window, cells, meters=chosen, rejected=expected.rejected,
                                   rejected_ids=expected.rejected_ids, expected_records=expected.records.num_rows,
                                   dry_run=dry_run)
     drifted = cells[cells["status"].isin(DRIFT)]
     if len(drifted):
-        result.drills = drill_down(client, drifted.head(settings.drilldown_max_cells), expected,
-                                   page_size=settings.events_page_size)
+        examined = drifted.head(settings.drilldown_max_cells)
+        detail = read_expected(reader, config, window, meters=meters, only_cells=examined)  # with their bytes
+        result.drills = drill_down(client, examined, detail, page_size=settings.events_page_size)
         result.drills_left_out = max(0, len(drifted) - settings.drilldown_max_cells)
         for drill in result.drills:
             log.warning("drift %s × %s × %s (%s): missing=%s unexpected=%s different_bytes=%s", drill.meter,
