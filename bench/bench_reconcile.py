@@ -93,11 +93,13 @@ def phase_sync(work: Path, url: str, key: str) -> None:
 def phase_reconcile(work: Path, url: str, key: str) -> None:
     from amberflo_sync.client import AmberfloClient, ClientSettings
     from amberflo_sync.reader import WarehouseReader, create_engine
+    from amberflo_sync.reconcile_tasks import RECONCILE_CHUNK_ROWS
     from amberflo_sync.reconciliation import reconcile, resolve_window
 
     cfg = config(work)
     began = time.perf_counter()
-    reader = WarehouseReader(create_engine(f"duckdb:///{work / 'bench.duckdb'}", read_only=True))
+    reader = WarehouseReader(create_engine(f"duckdb:///{work / 'bench.duckdb'}", read_only=True),
+                             chunk_rows=min(cfg.chunk_rows, RECONCILE_CHUNK_ROWS))  # as the task opens it
     window = resolve_window(start=START, end=END, settle_hours=27)
     with AmberfloClient(ClientSettings(base_url=url, api_key=key)) as client:
         result = reconcile(reader=reader, client=client, config=cfg, window=window, run_id="bench")

@@ -20,15 +20,21 @@ from amberflo_sync.state import StateStore
 
 log = logging.getLogger(__name__)
 
+#: Rows per extraction chunk when reconciling: the chunking never changes the records (duplicates are
+#: ranked over the whole window in SQL), and smaller chunks kept the peak memory of a 1M-event
+#: reconciliation ~110 MiB lower than the sync's 50,000 (bench/bench_reconcile.py).
+RECONCILE_CHUNK_ROWS = 20_000
+
 
 def open_parts(config: SyncConfig, warehouse_url: str) -> tuple[WarehouseReader, StateStore]:
     """The warehouse reader (read-only when state lives elsewhere) and the state store."""
+    chunk_rows = min(config.chunk_rows, RECONCILE_CHUNK_ROWS)
     if config.state.url:
-        reader = WarehouseReader(create_engine(warehouse_url, read_only=True), chunk_rows=config.chunk_rows)
+        reader = WarehouseReader(create_engine(warehouse_url, read_only=True), chunk_rows=chunk_rows)
         state = StateStore.from_url(config.state.url, schema=config.state.schema)
     else:
         engine = create_engine(warehouse_url)
-        reader, state = WarehouseReader(engine, chunk_rows=config.chunk_rows), StateStore(engine, schema=config.state.schema)
+        reader, state = WarehouseReader(engine, chunk_rows=chunk_rows), StateStore(engine, schema=config.state.schema)
     return reader, state
 
 
