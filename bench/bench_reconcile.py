@@ -38,8 +38,10 @@ sys.path[:0] = [str(REPO / "plugins"), str(REPO / "bench")]
 from benchkit.warehouse import SCHEMA, chunks, table_specs  # noqa: E402
 
 HOURS = 24
-#: The 24 benchmarked hours end two days ago, on the hour: settled, and well inside 60 days.
-END = dt.datetime.now(dt.timezone.utc).replace(minute=0, second=0, microsecond=0) - dt.timedelta(days=2)
+#: The 24 benchmarked hours end two days ago, on the hour: settled, and well inside 60 days. Fixed
+#: once by the main process (``BENCH_END``), so that an hour ticking over between phases changes nothing.
+END = (dt.datetime.fromtimestamp(int(os.environ["BENCH_END"]), dt.timezone.utc) if os.environ.get("BENCH_END")
+       else dt.datetime.now(dt.timezone.utc).replace(minute=0, second=0, microsecond=0) - dt.timedelta(days=2))
 START = END - dt.timedelta(hours=HOURS)
 
 
@@ -124,7 +126,8 @@ def main() -> int:
         return 0
 
     key = "bench-" + secrets.token_hex(8)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "plugins"), str(REPO / "bench")]), BENCH_API_KEY=key)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "plugins"), str(REPO / "bench")]), BENCH_API_KEY=key,
+               BENCH_END=str(int(END.timestamp())))
     with tempfile.TemporaryDirectory(prefix="bench_reconcile_") as tmp:
         work = Path(tmp)
         began = time.perf_counter()
