@@ -128,6 +128,8 @@ class ReconciliationConfig:
     :ivar max_groups: ``take.limit`` of the usage queries; an answer that reaches it fails the run.
     :ivar repair_recheck_seconds: after a repair, keep re-checking this long for usage to reflect it.
     :ivar repair_recheck_every_seconds: pause between those re-checks.
+    :ivar sparse_usage: read usage with ``/usage/sparse/batch`` (empty buckets left out) instead of
+        ``/usage/batch``; the dense answer grows with customers × hours whether they had usage or not.
     """
 
     settle_hours: float = 27.0
@@ -141,6 +143,7 @@ class ReconciliationConfig:
     max_groups: int = 100_000
     repair_recheck_seconds: float = 600.0
     repair_recheck_every_seconds: float = 30.0
+    sparse_usage: bool = True
 
 
 @dataclass(frozen=True)
@@ -293,8 +296,10 @@ def _reconciliation(raw: dict[str, Any], config_dir: Path | None) -> Reconciliat
         raise ConfigError(f"unknown reconciliation key(s): {', '.join(unknown)}")
     defaults = ReconciliationConfig()
     values: dict[str, Any] = {}
+    if "sparse_usage" in raw:
+        values["sparse_usage"] = bool(raw["sparse_usage"])
     for f in fields(ReconciliationConfig):
-        if f.name == "reports_dir" or f.name not in raw:
+        if f.name in ("reports_dir", "sparse_usage") or f.name not in raw:
             continue
         number = _number(raw[f.name], f"reconciliation.{f.name}")
         if number < 0:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections import defaultdict
+from dataclasses import replace
 
 import orjson
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
@@ -73,7 +75,7 @@ def window():
     return resolve_window(start=NOW - dt.timedelta(days=12), end=NOW, settle_hours=27, now=NOW)
 
 
-def test_after_normal_syncs_every_settled_cell_matches_and_young_cells_are_pending(synced):
+def test_after_normal_syncs_every_settled_cell_matches_and_young_cells_are_pending(synced, emulator):
     reader, client, config, state = synced()
     result = reconcile(reader=reader, client=client, config=config, window=window(), run_id="rec")
     counts = result.counts
@@ -82,7 +84,11 @@ def test_after_normal_syncs_every_settled_cell_matches_and_young_cells_are_pendi
     pending = result.cells[result.cells["status"] == "pending"]
     assert (pending["hour"] + HOUR > window().settled_seconds).all()
     assert (result.cells[result.cells["status"] == "match"]["hour"] + HOUR <= window().settled_seconds).all()
-    assert result.api_calls == 1  # one /usage/batch call for every meter, no drill-down needed
+    assert result.api_calls == 1  # one /usage/sparse/batch call for every meter, no drill-down needed
+    dense = replace(config, reconciliation=replace(config.reconciliation, sparse_usage=False))
+    via_dense = reconcile(reader=reader, client=client, config=dense, window=window(), run_id="dense")
+    pd.testing.assert_frame_equal(via_dense.cells, result.cells)  # /usage/batch says the same, with zeros
+    assert emulator.stats()["usage_requests"] == 2
     assert result.summary()["rejected_by_reason"]  # the generator's rows without a customer are listed
     table = ReconciliationTable(state.engine, state.schema)
     table.create()

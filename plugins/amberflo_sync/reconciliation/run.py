@@ -133,7 +133,7 @@ def reconcile(
 
     def check() -> pd.DataFrame:
         billed = read_billed(client, chosen, window, queries_per_call=settings.queries_per_call,
-                             max_groups=settings.max_groups)
+                             max_groups=settings.max_groups, sparse=settings.sparse_usage)
         return compare_cells(expected_cells, billed, settled_seconds=window.settled_seconds,
                              tolerance=settings.tolerance)
 
