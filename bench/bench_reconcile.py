@@ -98,6 +98,11 @@ def phase_reconcile(work: Path, url: str, key: str) -> None:
     from amberflo_sync.reconcile_tasks import RECONCILE_CHUNK_ROWS
     from amberflo_sync.reconciliation import reconcile, resolve_window
 
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="  %(message)s", stream=sys.stderr)  # stage timings
+    for noisy in ("amberflo_sync.reconciliation.expected",):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     cfg = config(work)
     began = time.perf_counter()
     reader = WarehouseReader(create_engine(f"duckdb:///{work / 'bench.duckdb'}", read_only=True),
@@ -153,16 +158,18 @@ def main() -> int:
             subprocess.run([sys.executable, __file__, "--phase", "sync", "--work", tmp, "--url", url], env=env, check=True)
             print(f"sync into the emulator: {time.perf_counter() - began:.1f} s (not part of the benchmark)", flush=True)
             done = subprocess.run([sys.executable, __file__, "--phase", "reconcile", "--work", tmp, "--url", url],
-                                  env=env, check=True, capture_output=True, text=True)
+                                  env=env, check=True, stdout=subprocess.PIPE, text=True)  # stderr: stage timings
             result = json.loads(done.stdout.strip().splitlines()[-1])
         finally:
             emulator.terminate()
             emulator.wait(timeout=30)
     mib = result["peak_rss"] / 2**20
-    ok = result["seconds"] <= 30 and mib <= 1024 and (args.drift or result["api_calls"] <= 10)
+    ok = result["seconds"] <= 30 and mib <= 1024 and result["api_calls"] <= 10
+    verdict = ("drift case (one events call per drifted cell): the targets are for the case without drift"
+               if args.drift else f"targets ≤ 30 s, ≤ 1 GiB, ≤ 10 calls without drift: {'met' if ok else 'MISSED'}")
     print(f"reconcile {result['expected_records']} expected records, {result['cells']} cells, 3 meters: "
           f"{result['seconds']:.1f} s, peak RSS {mib:.0f} MiB, {result['api_calls']} Amberflo API calls, "
-          f"statuses {result['counts']} — targets ≤ 30 s, ≤ 1 GiB, ≤ 10 calls without drift: {'met' if ok else 'MISSED'}")
+          f"statuses {result['counts']} — {verdict}")
     return 0
 
 

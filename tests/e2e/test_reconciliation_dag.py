@@ -93,3 +93,27 @@ def test_injected_drift_fails_the_task_names_the_records_and_repair_restores_mat
     assert report["repair"]["foreign_ids"] == []
     again = runner.dags_test("amberflo_reconciliation", conf=INTERVAL)
     assert again.succeeded, again.output[-5000:]
+
+
+def test_on_a_postgres_warehouse_every_settled_cell_matches(tmp_path, airflow, emulator, pg_url):
+    import uuid
+
+    import sqlalchemy as sa
+
+    suffix = f"_r{uuid.uuid4().hex[:6]}"
+    generate_warehouse(pg_url, events=1000, seed=5, now=NOW - dt.timedelta(days=1), schema_suffix=suffix)
+    try:
+        runner = airflow(Warehouse(pg_url), source_schemas=[f"prod{suffix}", f"ios_app{suffix}"],
+                         reconciliation={"reports_dir": str(tmp_path / "reports")})
+        sync = runner.dags_test("segment_events_to_amberflo")
+        assert sync.succeeded, sync.output[-5000:]
+        result = runner.dags_test("amberflo_reconciliation", conf=INTERVAL)
+        assert result.succeeded, result.output[-5000:]
+        counts = latest_report(tmp_path)["summary"]["status_counts"]
+        assert counts["missing"] == counts["excess"] == 0 and counts["match"] > 50 and counts["pending"] > 0
+    finally:
+        engine = sa.create_engine(pg_url)
+        with engine.begin() as conn:
+            for schema in ("prod", "ios_app", "engage_default", "personas_legacy"):
+                conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}{suffix}" CASCADE'))
+        engine.dispose()
