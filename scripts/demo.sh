@@ -64,5 +64,5 @@ if ! "$PY" -m airflow dags test amberflo_reconciliation --conf "$RECON_CONF" >> 
   tail -60 "$DEMO/reconciliation.log"; echo "the reconciliation found drift or failed (full log: $DEMO/reconciliation.log)"; exit 1
 fi
 echo "==> Reconciliation summary (warehouse vs Amberflo usage, per meter × customer × hour)"
-grep -oE "reconciliation [^:]+: cells=[^[]*" "$DEMO/reconciliation.log" | sort -u | sed 's/^/    /' || true
+grep -oE "reconciliation [^:]+: cells=[^[]*" "$DEMO/reconciliation.log" | sed 's/ *$//' | sort -u | sed 's/^/    /' || true
 grep -oE "reconciliation report files: [^ ]+" "$DEMO/reconciliation.log" | tail -1 | sed 's/reconciliation report files: /    chart: /' || true

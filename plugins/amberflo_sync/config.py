@@ -310,7 +310,7 @@ def _reconciliation(raw: dict[str, Any], config_dir: Path | None) -> Reconciliat
             raise ConfigError(f"reconciliation.{name}: must be a positive integer")
     folder = config_dir or Path.cwd()
     reports = str(raw.get("reports_dir") or (folder / "reconciliation_reports"))
-    values["reports_dir"] = reports.replace("{config_dir}", str(folder))
+    values["reports_dir"] = os.path.normpath(reports.replace("{config_dir}", str(folder)))
     return ReconciliationConfig(**values)
 
 
