@@ -426,6 +426,7 @@ class _Handler(BaseHTTPRequestHandler):
                              if dimensions and dimensions.get(CANCEL_DIMENSION) == "true"]
             if cancellations:
                 extras["cancellations"] = cancellations
+        self._ingest_data = b""  # not kept alive until the connection's next request
         drift = self.server.state.injector.record_drift(len(batch))
         if drift is not None:
             extras["drift"] = drift
