@@ -122,3 +122,11 @@ def test_drift_faults_lose_and_double_records_and_say_which(emulator, session):
     assert cells(usage(session, emulator, aggregation="COUNT"))[("a", T0)] == 50 - len(lost) + len(doubled)
     stats = emulator.stats()
     assert stats["lost"] == len(lost) and stats["doubled"] == len(doubled) and stats["distinct"] == 50
+
+
+def test_drift_faults_from_the_command_line():
+    from amberflo_sync.emulator.__main__ import build_parser, fault_config_from
+
+    args = build_parser().parse_args(["--api-key", "k", "--rate-lose", "0.1", "--rate-double", "0.05"])
+    config = fault_config_from(args)
+    assert (config.rate_lose, config.rate_double) == (0.1, 0.05) and config.active

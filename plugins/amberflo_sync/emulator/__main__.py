@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="connection closed without an answer, nothing stored")
     faults.add_argument("--outage-seconds", type=float, default=0.0, help="503 for this long")
     faults.add_argument("--wrong-key-seconds", type=float, default=0.0, help="401 for this long")
+    faults.add_argument("--rate-lose", type=float, default=0.0, metavar="FRACTION",
+                        help="accepted records silently not stored (drift for reconciliation)")
+    faults.add_argument("--rate-double", type=float, default=0.0, metavar="FRACTION",
+                        help="accepted records stored twice with other bytes (a double bill)")
     faults.add_argument("--seed", type=int, default=0, help="seed of the fault draws")
     return parser
 
@@ -87,6 +91,8 @@ def fault_config_from(args: argparse.Namespace) -> FaultConfig:
         rate_drop=args.rate_drop,
         outage_seconds=args.outage_seconds,
         wrong_key_seconds=args.wrong_key_seconds,
+        rate_lose=args.rate_lose,
+        rate_double=args.rate_double,
         seed=args.seed,
     )
 
