@@ -25,6 +25,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Protocol
 
+import orjson
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
@@ -377,6 +378,49 @@ class AmberfloClient:
 
     def list_customers(self) -> list[dict[str, Any]]:
         return list(self.request("GET", self._url("/customers")).json())
+
+    # -- usage (reconciliation) -----------------------------------------------------------------
+    def query_usage(self, query: dict[str, Any]) -> dict[str, Any]:
+        """One ``POST /usage`` query (``shared/spec/amberflo-api.md``, "Usage"), retried like any call."""
+        return self.request("POST", self._url("/usage"), json=query).json()
+
+    def query_usage_batch(self, queries: Sequence[dict[str, Any]], *, sparse: bool = False) -> list[dict[str, Any]]:
+        """``POST /usage/batch``: many queries (any meters) in one call, answered in the same order.
+
+        :param sparse: ``POST /usage/sparse/batch`` instead: the same answers without the empty
+            buckets — far smaller when most customers have no usage in most hours.
+        :raises AmberfloError: the call failed, or the answer does not hold one result per query.
+        """
+        path = "/usage/sparse/batch" if sparse else "/usage/batch"
+        answers = orjson.loads(self.request("POST", self._url(path), json=list(queries)).content)
+        if not isinstance(answers, list) or len(answers) != len(queries):
+            raise AmberfloError(f"/usage/batch answered {type(answers).__name__} for {len(queries)} queries")
+        return answers
+
+    def usage_events(
+        self,
+        meter_api_name: str,
+        *,
+        start_seconds: int,
+        end_seconds: int,
+        customer_id: str | None = None,
+        page_size: int = 1000,
+    ) -> Iterable[dict[str, Any]]:
+        """The raw records Amberflo holds for a meter (and customer) in ``[start, end)``, as dicts,
+        following ``nextPageToken`` through every page of ``GET /usage/events``."""
+        params: dict[str, Any] = {"meterApiName": meter_api_name, "startTimeInSeconds": start_seconds,
+                                  "endTimeInSeconds": end_seconds, "pageSize": page_size}
+        if customer_id is not None:
+            params["customerId"] = customer_id
+        while True:
+            page = self.request("GET", self._url("/usage/events"), params=params).json()
+            columns = page.get("columns") or []
+            for row in page.get("rows") or []:
+                yield dict(zip(columns, row))
+            token = page.get("nextPageToken")
+            if not token:
+                return
+            params["nextPageToken"] = token
 
     # -- one request, retried -------------------------------------------------------------------
     def request(

@@ -120,6 +120,41 @@ class FanOutConfig:
 
 
 @dataclass(frozen=True)
+class ReconciliationConfig:
+    """How the reconciliation DAG compares the warehouse with Amberflo (README: "Reconciliation").
+
+    :ivar settle_hours: an hour is settled (compared as drift) once it ended this long ago; younger
+        hours are ``pending`` (Amberflo's usage may lag 24 h, de-duplication 3 h more).
+    :ivar days: length of the default interval, which ends ``settle_hours`` ago.
+    :ivar tolerance: relative difference of a cell's SUM and COUNT still counted as a match (0 = exact).
+    :ivar max_drifted_cells: drifted cells accepted before the task fails.
+    :ivar reports_dir: where the HTML/JSON reports go (``{config_dir}`` = the config's folder);
+        default: ``reconciliation_reports`` next to the config file.
+    :ivar drilldown_max_cells: drifted cells whose records are listed (one paged events call each).
+    :ivar events_page_size: page size of ``GET /usage/events``.
+    :ivar queries_per_call: usage queries per ``/usage/batch`` call (a meter needs two: SUM, COUNT).
+    :ivar max_groups: ``take.limit`` of the usage queries; an answer that reaches it fails the run.
+    :ivar repair_recheck_seconds: after a repair, keep re-checking this long for usage to reflect it.
+    :ivar repair_recheck_every_seconds: pause between those re-checks.
+    :ivar sparse_usage: read usage with ``/usage/sparse/batch`` (empty buckets left out) instead of
+        ``/usage/batch``; the dense answer grows with customers × hours whether they had usage or not.
+    """
+
+    settle_hours: float = 27.0
+    days: float = 7.0
+    tolerance: float = 0.0
+    max_drifted_cells: int = 0
+    reports_dir: str | None = None
+    drilldown_max_cells: int = 200
+    events_page_size: int = 1000
+    queries_per_call: int = 50
+    max_groups: int = 100_000
+    repair_recheck_seconds: float = 600.0
+    repair_recheck_every_seconds: float = 30.0
+    sparse_usage: bool = True
+
+
+@dataclass(frozen=True)
 class SyncConfig:
     """Everything the syncs read from the YAML file. See the README's configuration reference."""
 
@@ -135,6 +170,7 @@ class SyncConfig:
     customers: CustomersConfig = field(default_factory=CustomersConfig)
     engage: EngageConfig = field(default_factory=EngageConfig)
     fan_out: FanOutConfig = field(default_factory=FanOutConfig)
+    reconciliation: ReconciliationConfig = field(default_factory=ReconciliationConfig)
     progress_every_seconds: float = 10.0
     max_event_age_days: float | None = 60.0
     rejected_max_attempts: int = 10
@@ -193,6 +229,7 @@ def config_from_dict(raw: dict[str, Any], *, config_dir: Path | None = None) -> 
         kwargs["engage"] = _engage(raw["engage"] or {})
     if "fan_out" in raw:
         kwargs["fan_out"] = _fan_out(raw["fan_out"] or {})
+    kwargs["reconciliation"] = _reconciliation(raw.get("reconciliation") or {}, config_dir)
     if "overlap_hours" in raw:
         kwargs["overlap"] = dt.timedelta(hours=_number(raw["overlap_hours"], "overlap_hours"))
     for key in ("chunk_rows", "batch_size", "dry_run_records", "rejected_max_attempts"):
@@ -268,6 +305,30 @@ def _fan_out(raw: dict[str, Any]) -> FanOutConfig:
     if slice_rows < 1 or max_slices < 1:
         raise ConfigError("fan_out.slice_rows and fan_out.max_slices must be positive")
     return FanOutConfig(slice_rows=slice_rows, max_slices=max_slices)
+
+
+def _reconciliation(raw: dict[str, Any], config_dir: Path | None) -> ReconciliationConfig:
+    unknown = sorted(set(raw) - {f.name for f in fields(ReconciliationConfig)})
+    if unknown:
+        raise ConfigError(f"unknown reconciliation key(s): {', '.join(unknown)}")
+    defaults = ReconciliationConfig()
+    values: dict[str, Any] = {}
+    if "sparse_usage" in raw:
+        values["sparse_usage"] = bool(raw["sparse_usage"])
+    for f in fields(ReconciliationConfig):
+        if f.name in ("reports_dir", "sparse_usage") or f.name not in raw:
+            continue
+        number = _number(raw[f.name], f"reconciliation.{f.name}")
+        if number < 0:
+            raise ConfigError(f"reconciliation.{f.name}: must not be negative")
+        values[f.name] = int(number) if isinstance(getattr(defaults, f.name), int) else number
+    for name in ("drilldown_max_cells", "events_page_size", "queries_per_call", "max_groups"):
+        if name in values and values[name] < 1:
+            raise ConfigError(f"reconciliation.{name}: must be a positive integer")
+    folder = config_dir or Path.cwd()
+    reports = str(raw.get("reports_dir") or (folder / "reconciliation_reports"))
+    values["reports_dir"] = os.path.normpath(reports.replace("{config_dir}", str(folder)))
+    return ReconciliationConfig(**values)
 
 
 def _state(raw: dict[str, Any], config_dir: Path | None) -> StateConfig:

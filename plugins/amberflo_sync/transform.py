@@ -111,6 +111,12 @@ class RenderedRecords(Sequence[str]):
         return [text[: -len(_TERMINATOR)] for text in self._array.to_pylist()]
 
     @property
+    def arrow(self) -> pa.Array:
+        """The records as one Arrow text array, each followed by the terminator (zero-copy; the
+        reconciliation parses it in bulk, see ``amberflo_sync.reconciliation.expected``)."""
+        return self._array
+
+    @property
     def nbytes(self) -> int:
         """Bytes of JSON the records take (with separators)."""
         return int(self._offsets()[-1] - self._offsets()[0]) if len(self) else 0

@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     faults.add_argument("--throttle-seconds", type=float, default=0.0, help="429 (with --retry-after) for this long")
     faults.add_argument("--short-ingest-by", type=int, default=0, metavar="RECORDS",
                         help="ingestion answers (and stores) this many records fewer than sent")
+    faults.add_argument("--rate-lose", type=float, default=0.0, metavar="FRACTION",
+                        help="accepted records silently not stored (drift for reconciliation)")
+    faults.add_argument("--rate-double", type=float, default=0.0, metavar="FRACTION",
+                        help="accepted records stored twice with other bytes (a double bill)")
     faults.add_argument("--seed", type=int, default=0, help="seed of the fault draws")
     return parser
 
@@ -92,6 +96,8 @@ def fault_config_from(args: argparse.Namespace) -> FaultConfig:
         wrong_key_seconds=args.wrong_key_seconds,
         throttle_seconds=args.throttle_seconds,
         short_ingest_by=args.short_ingest_by,
+        rate_lose=args.rate_lose,
+        rate_double=args.rate_double,
         seed=args.seed,
     )
 

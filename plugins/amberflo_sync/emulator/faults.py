@@ -65,6 +65,12 @@ class FaultConfig:
     :param refuse_customers: customer ids whose meter records are answered 400 ("customer ... does
         not exist"), like an Amberflo account that refuses meters of unknown customers; the whole
         request is refused, so a client must isolate the record to send the rest.
+    :param rate_lose: fraction of accepted meter records silently *not* stored (the request is
+        answered 200 as usual): usage drift of the "missing" kind, for reconciliation tests.
+    :param rate_double: fraction of accepted meter records stored a second time with different
+        bytes (a copy with the extra dimension ``emulator_copy: "true"``): a double bill, the
+        "excess" kind of drift. Per-record draws for both come from their own seeded sequence, and
+        the affected records are listed by ``GET /__emulator/drift``.
     :param seed: seed of the random draws, so that a run can be replayed.
 
     The six rates are fractions of the same draw and must add up to at most 1.
@@ -85,6 +91,8 @@ class FaultConfig:
     short_ingest_by: int = 0
     short_ingest_requests: int | None = None
     refuse_customers: tuple[str, ...] = ()
+    rate_lose: float = 0.0
+    rate_double: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -97,6 +105,13 @@ class FaultConfig:
             total += rate
         if total > 1.0 + 1e-9:
             raise ValueError(f"the fault rates add up to {total:g}, more than 1")
+        for field in ("rate_lose", "rate_double"):
+            rate = getattr(self, field)
+            _require_number(field, rate)
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"{field} must be between 0 and 1, got {rate}")
+        if self.rate_lose + self.rate_double > 1.0 + 1e-9:
+            raise ValueError("rate_lose and rate_double add up to more than 1")
         for field in ("latency_ms", "slow_ms", "outage_seconds", "wrong_key_seconds", "throttle_seconds"):
             value = getattr(self, field)
             _require_number(field, value)
@@ -195,6 +210,7 @@ class FaultInjector:
             self._config = config
             self._active = config.active
             self._random = random.Random(config.seed)
+            self._drift_random = random.Random(f"drift-{config.seed}")
             self._since = self._clock()
             self._short_answers = 0
 
@@ -207,6 +223,19 @@ class FaultInjector:
     def latency_s(self) -> float:
         """Delay to add before handling any API request."""
         return self._config.latency_ms / 1000.0
+
+    def record_drift(self, count: int) -> tuple[list[int], list[int]] | None:
+        """Which of ``count`` accepted records to lose and which to store twice (indexes), or
+        ``None`` when no drift fault is configured (the usual case: no draw at all)."""
+        config = self._config
+        if not (config.rate_lose or config.rate_double):
+            return None
+        with self._lock:
+            draws = [self._drift_random.random() for _ in range(count)]
+        lose = [i for i, draw in enumerate(draws) if draw < config.rate_lose]
+        double = [i for i, draw in enumerate(draws)
+                  if config.rate_lose <= draw < config.rate_lose + config.rate_double]
+        return lose, double
 
     def decide(self) -> FaultDecision:
         """Pick the fault (or none) for one API request."""

@@ -17,7 +17,10 @@ Routes (``shared/spec/amberflo-api.md``)::
     POST   /customers[?autoCreateCustomerInStripe=true]
     PUT    /customers  | /customers/<id>        replace a customer (404 when missing)
     DELETE /customers/<id>                      remove a customer (a deletion by hand)
-    GET    /__emulator/{stats,records,customers,faults,health}   no key, no faults
+    POST   /usage | /usage/sparse               usage of one meter (emulator/usage.py)
+    POST   /usage/batch | /usage/sparse/batch   a list of usage queries, answered as a list
+    GET    /usage/events                        raw stored records, paged
+    GET    /__emulator/{stats,records,customers,faults,health,drift}   no key, no faults
     POST   /__emulator/{reset,faults}
 """
 
@@ -40,7 +43,8 @@ import orjson
 
 from .faults import FaultConfig, FaultDecision, FaultInjector
 from .payload import MAX_BODY_BYTES, PayloadError, decompress, meter_records_of, parse_json
-from .store import CustomerExistsError, CustomerNotFoundError, EmulatorStore
+from .store import CANCEL_DIMENSION, CustomerExistsError, CustomerNotFoundError, EmulatorStore
+from .usage import UsageIndex, UsageQueryError, answer_events, answer_usage
 from .validation import (
     CustomerError,
     MeterBatch,
@@ -117,6 +121,11 @@ class _ServerState:
     api_key: bytes
     store: EmulatorStore
     injector: FaultInjector
+    usage: UsageIndex | None = None
+
+    def __post_init__(self) -> None:
+        if self.usage is None:
+            self.usage = UsageIndex(self.store)
 
 
 class _HttpError(Exception):
@@ -335,8 +344,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         name, argument = route
         batch: MeterBatch | None = None
+        extras: dict[str, Any] = {}
         if name == "ingest":
             status, payload, content_type, batch = self._ingest(body)
+            if batch is not None:
+                extras = self._ingest_extras(batch, body)
+        elif name.startswith("usage"):
+            status, payload, content_type = self._usage(name, query, body)
         else:
             status, payload, content_type = self._customers(name, argument, query, body)
         if status in (400, 413, 415):
@@ -344,12 +358,12 @@ class _Handler(BaseHTTPRequestHandler):
         answer = functools.partial(self._respond, status, payload, content_type)
         if decision.delay_after_s:  # a slow answer: stored first, answered late
             if batch is not None:
-                store.add_meter_records(batch)
+                store.add_meter_records(batch, **extras)
             store.count("fault_slow")
             time.sleep(decision.delay_after_s)
             answer()
         elif batch is not None:
-            store.add_meter_records(batch, announce=answer)  # answer while the records are stored
+            store.add_meter_records(batch, announce=answer, **extras)  # answer while the records are stored
         else:
             answer()
 
@@ -386,6 +400,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.state.store.count("ingest_requests")
         try:
             data = decompress(body, self.headers.get("Content-Encoding"))
+            self._ingest_data = data  # cancellations are looked for in it (_ingest_extras)
             batch = validate_meter_records(meter_records_of(parse_json(data)))
             refused = self.server.state.injector.config.refuse_customers
             if refused:
@@ -404,6 +419,47 @@ class _Handler(BaseHTTPRequestHandler):
                 batch.dimensions)))
             self.server.state.store.count("fault_short_ingest")
         return 200, f"{len(batch)} records were ingested".encode("ascii"), _TEXT, batch
+
+    def _ingest_extras(self, batch: MeterBatch, body: bytes) -> dict[str, Any]:
+        """Cancellation records and drift faults of an accepted batch (empty in the usual case).
+
+        Cancellations are looked for only when the dimension's name occurs in the (decompressed)
+        body at all, so ordinary batches pay one substring search.
+        """
+        extras: dict[str, Any] = {}
+        data = getattr(self, "_ingest_data", b"")
+        if CANCEL_DIMENSION.encode("ascii") in data:
+            cancellations = [i for i, dimensions in enumerate(batch.dimensions)
+                             if dimensions and dimensions.get(CANCEL_DIMENSION) == "true"]
+            if cancellations:
+                extras["cancellations"] = cancellations
+        self._ingest_data = b""  # not kept alive until the connection's next request
+        drift = self.server.state.injector.record_drift(len(batch))
+        if drift is not None:
+            extras["drift"] = drift
+        return extras
+
+    def _usage(self, name: str, query: dict[str, list[str]], body: bytes) -> tuple[int, bytes, str]:
+        """The usage API (``emulator/usage.py``): aggregated usage, in batches, and raw events."""
+        state = self.server.state
+        state.store.count("usage_requests")
+        assert state.usage is not None
+        try:
+            if name == "usage.events":
+                return 200, orjson.dumps(answer_events(state.usage, state.store, query)), _JSON
+            parsed = parse_json(decompress(body, self.headers.get("Content-Encoding")) or b"null")
+            sparse = ".sparse" in name
+            if name.endswith(".batch"):
+                if not isinstance(parsed, list):
+                    raise UsageQueryError("a batch body must be a JSON array of usage queries")
+                answer: Any = [answer_usage(state.usage, q, sparse=sparse) for q in parsed]
+            else:
+                answer = answer_usage(state.usage, parsed, sparse=sparse)
+        except PayloadError as error:
+            return error.status, _error(str(error)), _JSON
+        except UsageQueryError as error:
+            return 400, _error(str(error)), _JSON
+        return 200, orjson.dumps(answer), _JSON
 
     def _customers(
         self, name: str, customer_id: str | None, query: dict[str, list[str]], body: bytes
@@ -461,6 +517,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._respond(200, orjson.dumps(state.store.customers()))
         elif key == ("GET", "faults"):
             self._respond(200, orjson.dumps(state.injector.config.to_dict()))
+        elif key == ("GET", "drift"):
+            self._respond(200, orjson.dumps(state.store.drift()))
         elif key == ("GET", "health"):
             self._respond(200, orjson.dumps({"status": "ok"}))
         elif key == ("POST", "reset"):
@@ -475,7 +533,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             state.injector.configure(config)
             self._respond(200, orjson.dumps(config.to_dict()))
-        elif name in ("stats", "records", "customers", "faults", "health", "reset"):
+        elif name in ("stats", "records", "customers", "faults", "health", "reset", "drift"):
             self._respond(405, _error(f"method {method} not allowed here"))
         else:
             self._respond(404, _error("no such emulator endpoint"))
@@ -488,6 +546,12 @@ def _route(method: str, path: str) -> tuple[str, str | None] | int:
     if path in ("/customers", "/customers/"):
         names = {"GET": "customers.get", "POST": "customers.post", "PUT": "customers.put"}
         return (names[method], None) if method in names else 405
+    usage = {"/usage": "usage.dense", "/usage/batch": "usage.dense.batch", "/usage/sparse": "usage.sparse",
+             "/usage/sparse/batch": "usage.sparse.batch"}
+    if path.rstrip("/") in usage:
+        return (usage[path.rstrip("/")], None) if method == "POST" else 405
+    if path.rstrip("/") == "/usage/events":
+        return ("usage.events", None) if method == "GET" else 405
     if path.startswith("/customers/"):
         customer_id = unquote(path[len("/customers/") :].rstrip("/"))
         names = {"GET": "customers.get", "PUT": "customers.put", "DELETE": "customers.delete"}
@@ -613,6 +677,10 @@ class EmulatorServer:
     def customers(self) -> dict[str, dict[str, Any]]:
         """Every stored customer by id."""
         return self._state.store.customers()
+
+    def drift(self) -> dict[str, list[dict[str, Any]]]:
+        """What the drift faults did: records ``lost`` and ``doubled`` copies."""
+        return self._state.store.drift()
 
     def reset(self, keep_faults: bool = False) -> None:
         """Forget records, customers and counters; also the faults unless ``keep_faults``."""

@@ -12,6 +12,7 @@ from slowing every later request down.
 from __future__ import annotations
 
 import copy
+import gc
 import hashlib
 import threading
 import time
@@ -37,7 +38,17 @@ COUNTERS = (
     "customer_puts",
     "customer_deletes",
     *(f"fault_{kind}" for kind in FAULT_KINDS),
+    "usage_requests",
+    "cancelled",
+    "lost",
+    "doubled",
 )
+
+#: The dimension that turns an ingested record into the cancellation of an earlier one (Amberflo's
+#: documented mechanism: re-send the record with this dimension set to "true").
+CANCEL_DIMENSION = "aflo.cancel_previous_resource_event"
+#: The dimension the ``rate_double`` fault adds to the second, different copy of a record.
+COPY_DIMENSION = "emulator_copy"
 
 
 class CustomerExistsError(KeyError):
@@ -70,6 +81,15 @@ class EmulatorStore:
         self._meter_values: list[int | float] = []
         self._customers: dict[str, dict[str, Any]] = {}
         self._counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
+        self._reset_usage_state()
+
+    def _reset_usage_state(self) -> None:
+        """Cancellations, drift bookkeeping and the decoded columns usage queries read."""
+        self._cancelled: set[int] = set()  # positions in _identities
+        self._lost: list[dict[str, Any]] = []
+        self._doubled: list[dict[str, Any]] = []
+        self._version = getattr(self, "_version", 0) + 1  # bumped by every change, never reset
+        self._decoded: dict[str, list[Any]] = {"uniqueId": [], "customerId": [], "meterApiName": [], "millis": []}
 
     # --- counters ------------------------------------------------------------------------------
 
@@ -91,11 +111,17 @@ class EmulatorStore:
             self._meter_values = []
             self._customers = {}
             self._counters = dict.fromkeys(COUNTERS, 0)
+            self._reset_usage_state()
 
     # --- meter records ----------------------------------------------------------------------------
 
     def add_meter_records(
-        self, batch: MeterBatch, announce: Callable[[], None] | None = None
+        self,
+        batch: MeterBatch,
+        announce: Callable[[], None] | None = None,
+        *,
+        drift: tuple[list[int], list[int]] | None = None,
+        cancellations: list[int] | None = None,
     ) -> int:
         """Store the records of one accepted request, skipping duplicates; returns how many were new.
 
@@ -107,7 +133,14 @@ class EmulatorStore:
             sends its answer there, so that the client prepares its next request while the
             identities are built. Readers wait for the lock, so they still see all or nothing, and
             never an answer without its records.
+        :param drift: ``(lose, double)`` record positions from the drift faults: records to leave
+            out silently, and records to store a second time with different bytes.
+        :param cancellations: positions of cancellation records (dimension
+            :data:`CANCEL_DIMENSION` = ``"true"``): they cancel the stored record they repeat and are
+            not stored themselves.
         """
+        if drift is not None or cancellations:
+            return self._add_with_extras(batch, announce, drift, cancellations or [])
         with self._lock:
             if announce is not None:
                 announce()
@@ -132,15 +165,145 @@ class EmulatorStore:
             counters["received"] += len(identities)
             counters["distinct"] += added
             counters["duplicates"] += len(identities) - added
+            if added:
+                self._version += 1
         return added
 
+    def _add_with_extras(
+        self,
+        batch: MeterBatch,
+        announce: Callable[[], None] | None,
+        drift: tuple[list[int], list[int]] | None,
+        cancellations: list[int],
+    ) -> int:
+        """The slow path of :meth:`add_meter_records`: cancellations and drift faults, record by record."""
+        lose, double = (set(drift[0]), set(drift[1])) if drift is not None else (set(), set())
+        cancel = set(cancellations)
+        identities = batch.identities()
+        with self._lock:
+            if announce is not None:
+                announce()
+            counters = self._counters
+            added = 0
+            for index, (identity, meter_value) in enumerate(zip(identities, batch.meter_values)):
+                counters["received"] += 1
+                if index in cancel:
+                    self._cancel(identity)
+                    continue
+                if identity in self._seen:
+                    counters["duplicates"] += 1
+                    continue
+                counters["distinct"] += 1
+                added += 1
+                if index in lose:  # accepted, answered 200, never stored (nor remembered): missing usage
+                    counters["lost"] += 1
+                    self._lost.append(record_from_identity(identity, meter_value))
+                    continue
+                self._seen.add(identity)
+                self._identities.append(identity)
+                self._meter_values.append(meter_value)
+                if index in double:  # a second copy with other bytes: a double bill
+                    record = record_from_identity(identity, meter_value)
+                    copy_record = {**record, "dimensions": {**record.get("dimensions", {}), COPY_DIMENSION: "true"}}
+                    copy_identity = _identity_of(copy_record)
+                    self._seen.add(copy_identity)
+                    self._identities.append(copy_identity)
+                    self._meter_values.append(meter_value)
+                    counters["doubled"] += 1
+                    self._doubled.append(record_from_identity(copy_identity, meter_value))
+            self._version += 1
+        return added
+
+    def _cancel(self, cancellation_identity: bytes) -> None:
+        """Cancel the stored record a cancellation record repeats (lock held).
+
+        The record with exactly the same fields (the cancel dimension aside) is cancelled; when there
+        is none, the latest live record with the same ``uniqueId`` and meter. A cancelled record no
+        longer counts in usage or events and may be sent again (a corrected re-send is new).
+        """
+        unique_id, customer_id, meter, value, millis, dimensions = orjson.loads(cancellation_identity)
+        dimensions = {k: v for k, v in (dimensions or {}).items() if k != CANCEL_DIMENSION} or None
+        target = orjson.dumps((unique_id, customer_id, meter, value, millis, dimensions), option=orjson.OPT_SORT_KEYS)
+        position = None
+        start = 0
+        identities = self._identities
+        while True:
+            try:
+                found = identities.index(target, start)
+            except ValueError:
+                break
+            if found not in self._cancelled:
+                position = found
+                break
+            start = found + 1
+        if position is None:
+            self._decode_new()
+            decoded = self._decoded
+            for index in range(len(identities) - 1, -1, -1):
+                if (index not in self._cancelled and decoded["uniqueId"][index] == unique_id
+                        and decoded["meterApiName"][index] == meter):
+                    position = index
+                    break
+        if position is None:
+            return  # nothing to cancel: like Amberflo, silently nothing
+        self._cancelled.add(position)
+        self._seen.discard(identities[position])
+        self._counters["cancelled"] += 1
+
+    def _decode_new(self) -> None:
+        """Decode the identities stored since the last call into columns (lock held)."""
+        decoded = self._decoded
+        done = len(decoded["uniqueId"])
+        if done == len(self._identities):
+            return
+        # One parse of all new identities as a JSON array, with the cyclic GC paused: a million new
+        # lists would otherwise trigger collections that walk every object again and again (7 µs
+        # per record instead of well under 1).
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            rows = orjson.loads(b"[" + b",".join(self._identities[done:]) + b"]")
+            columns = list(zip(*rows))
+            del rows
+        finally:
+            if enabled:
+                gc.enable()
+        for position, name in ((0, "uniqueId"), (1, "customerId"), (2, "meterApiName"), (4, "millis")):
+            decoded[name].extend(columns[position])
+
+    def usage_columns(self) -> tuple[int, dict[str, list[Any]], list[int | float], frozenset[int]]:
+        """``(version, columns, meter values, cancelled positions)`` of every stored record.
+
+        Columns are ``uniqueId``, ``customerId``, ``meterApiName`` and ``millis`` lists aligned with
+        the stored records (decoded incrementally, so repeated usage queries pay only for new
+        records); the lists are copies' views taken under the lock (callers must not mutate them).
+        """
+        with self._lock:
+            self._decode_new()
+            n = len(self._identities)
+            columns = {name: values[:n] for name, values in self._decoded.items()}
+            return self._version, columns, self._meter_values[:n], frozenset(self._cancelled)
+
+    def stored_record(self, position: int) -> dict[str, Any]:
+        """The stored record at ``position`` (as :meth:`records` shows it)."""
+        with self._lock:
+            return record_from_identity(self._identities[position], self._meter_values[position])
+
+    def drift(self) -> dict[str, list[dict[str, Any]]]:
+        """What the drift faults did: records ``lost`` (never stored) and the ``doubled`` copies."""
+        with self._lock:
+            return {"lost": copy.deepcopy(self._lost), "doubled": copy.deepcopy(self._doubled)}
+
     def records(self, meter_api_name: str | None = None) -> list[dict[str, Any]]:
-        """Distinct stored records in arrival order, known fields only (dimensions sorted by name).
+        """Distinct stored records in arrival order, known fields only (dimensions sorted by name);
+        cancelled records are left out.
 
         :param meter_api_name: only records of this meter, when given.
         """
         with self._lock:
-            pairs = list(zip(self._identities, self._meter_values))
+            cancelled = self._cancelled
+            pairs = [pair for index, pair in enumerate(zip(self._identities, self._meter_values))
+                     if index not in cancelled] if cancelled else list(zip(self._identities, self._meter_values))
         records = [record_from_identity(identity, value) for identity, value in pairs]
         if meter_api_name is None:
             return records
@@ -201,3 +364,12 @@ class EmulatorStore:
         """Remove a customer (simulating a deletion by hand); return it, or ``None`` if missing."""
         with self._lock:
             return self._customers.pop(customer_id, None)
+
+
+def _identity_of(record: dict[str, Any]) -> bytes:
+    """The identity (see ``MeterBatch.identities``) of one record dict."""
+    return orjson.dumps(
+        (record["uniqueId"], record["customerId"], record["meterApiName"], float(record["meterValue"]),
+         record["meterTimeInMillis"], record.get("dimensions") or None),
+        option=orjson.OPT_SORT_KEYS,
+    )
