@@ -217,7 +217,7 @@ class ExactlyOnce(RuleBasedStateMachine):
         assert not {i for i, reason in rejected.items() if reason == "amberflo_rejected"}, rejected
 
 
-MACHINE_SETTINGS = settings(max_examples=60, stateful_step_count=15, deadline=None, derandomize=True,
+MACHINE_SETTINGS = settings(max_examples=12, stateful_step_count=15, deadline=None, derandomize=True,
                             suppress_health_check=list(HealthCheck), print_blob=True)
 
 
@@ -232,4 +232,4 @@ def test_exactly_once_on_postgres() -> None:
     class OnPostgres(ExactlyOnce):
         backend = "postgres"
 
-    run_state_machine_as_test(OnPostgres, settings=settings(MACHINE_SETTINGS, max_examples=4))
+    run_state_machine_as_test(OnPostgres, settings=settings(MACHINE_SETTINGS, max_examples=6))
