@@ -8,9 +8,11 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 stamp=".venv/.requirements.sha256"
-want="$(cat requirements.txt constraints.txt | sha256sum | cut -d' ' -f1)"
+# the optional warehouse providers CI tests (others: requirements-<warehouse>.txt, see README)
+extras=(requirements-snowflake.txt requirements-postgres.txt)
+want="$(cat requirements.txt constraints.txt "${extras[@]}" | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -r requirements.txt -c constraints.txt
+  .venv/bin/python -m pip install --quiet -r requirements.txt "${extras[@]/#/-r}" -c constraints.txt
   echo "$want" > "$stamp"
 fi

@@ -44,6 +44,7 @@ def track_events(table: str, events: list[tuple[str, str, int, object]]) -> pd.D
 class EngageHarness(CustomersHarness):
     def sync_engage(self, schema: str = "engage_default", shape: str | None = None, **engage):
         engage.setdefault("spaces", (self.warehouse.schema(schema),))
+        self.new_run()
         config = SyncConfig(source_schemas=("prod",), chunk_rows=2, engage=EngageConfig(**engage))
         settings = ClientSettings(base_url=self.emulator.url, api_key=self.key)
         with AmberfloClient(settings, retry=RetryPolicy(base_delay=0.01, give_up_after=2)) as client:

@@ -50,7 +50,12 @@ class CustomersHarness:
         frame = identify_rows(calls, loaded=when, start=kw.pop("start", when), prefix=f"l{self.loads}", **kw)
         self.warehouse.write("prod", "identifies", frame, replace=self.loads == 1)
 
+    def new_run(self) -> None:
+        """Each run is a new task with a new reader: a reader keeps its catalog for its life."""
+        self.reader = WarehouseReader(self.reader.engine, chunk_rows=CONFIG.chunk_rows)
+
     def sync(self):
+        self.new_run()
         settings = ClientSettings(base_url=self.emulator.url, api_key=self.key)
         with AmberfloClient(settings, retry=RetryPolicy(base_delay=0.01, give_up_after=2)) as client:
             writer = CustomerWriter(client, self.state, **self.writer_options)
