@@ -322,13 +322,22 @@ class WarehouseReader:
             raise
         return catalog_from_rows(rows, self.dialect)
 
+    def _display(self, name: str) -> str:
+        """A name as callers see it: Segment's lower-case where the engine folds names upper
+        (Snowflake ``PAGES`` → ``pages``), so keys, meter names and dimensions never depend on the
+        engine; SQL always uses the warehouse's own spelling (:meth:`_actual_columns`, :meth:`_table`)."""
+        return name.lower() if self.dialect.folds_upper else name
+
     def tables(self, schema: str) -> dict[str, str]:
-        """Base tables of ``schema`` as ``{lower-case name: actual name}`` (empty if no schema)."""
+        """Base tables of ``schema`` as ``{lower-case name: name}`` (empty if no schema)."""
         found = self._schema(schema)
-        return {} if found is None else dict(sorted(found.tables.items()))
+        return {} if found is None else {k: self._display(v) for k, v in sorted(found.tables.items())}
 
     def columns(self, schema: str, table: str) -> list[Column]:
         """Columns of ``schema.table`` in ordinal order (empty when the table does not exist)."""
+        return [Column(self._display(c.name), c.data_type) for c in self._actual_columns(schema, table)]
+
+    def _actual_columns(self, schema: str, table: str) -> list[Column]:
         found = self._schema(schema)
         if found is None:
             return []
@@ -336,10 +345,10 @@ class WarehouseReader:
         return list(found.columns.get(actual, []))
 
     def actual_schema(self, schema: str) -> str | None:
-        """The schema's spelling in the warehouse (``PROD`` on Snowflake), or None if it is absent
-        (or holds no table)."""
+        """The schema's name as the sync uses it (the warehouse's spelling; lower-case on engines
+        that fold names upper), or None if it is absent (or holds no table)."""
         found = self._schema(schema)
-        return None if found is None else found.name
+        return None if found is None else self._display(found.name)
 
     def event_streams(self, schemas: tuple[str, ...] | list[str], events: EventsConfig) -> list[EventStream]:
         """Every billable stream in the source schemas: pages, screens and each track event table
@@ -391,7 +400,7 @@ class WarehouseReader:
         an ``id`` in the window (earliest cursor), 2+ for later copies, so duplicates are dropped
         across chunk boundaries.
         """
-        columns = self.columns(stream.schema, stream.table)
+        columns = self._actual_columns(stream.schema, stream.table)
         if not columns:
             log.warning("table %s does not exist (any more); nothing to read", stream.key)
             return
@@ -418,7 +427,7 @@ class WarehouseReader:
         Same SELECT shape (duplicate rank included) and same typed read path as
         :meth:`extract_window`, so a retried row renders the bytes it rendered the first time.
         """
-        columns = self.columns(stream.schema, stream.table)
+        columns = self._actual_columns(stream.schema, stream.table)
         names = [c.name for c in columns]
         id_column = find_column(names, "id")
         if id_column is None or not ids:
@@ -462,7 +471,7 @@ class WarehouseReader:
 
     def _actual(self, stream: EventStream, column: str) -> str:
         """``column`` as the warehouse spells it (``UUID_TS`` on Snowflake)."""
-        return find_column([c.name for c in self.columns(stream.schema, stream.table)], column) or column
+        return find_column([c.name for c in self._actual_columns(stream.schema, stream.table)], column) or column
 
     def _actual_window(self, stream: EventStream, window: Window) -> Window:
         if window.cursor is None:
@@ -477,7 +486,7 @@ class WarehouseReader:
         (Redshift, Snowflake ``TIMESTAMP_NTZ``), so the comparison is the same on every engine."""
         if stream is None or not isinstance(value, dt.datetime) or value.tzinfo is None:
             return value
-        column = next((c for c in self.columns(stream.schema, stream.table) if c.name == cursor), None)
+        column = next((c for c in self._actual_columns(stream.schema, stream.table) if c.name == cursor), None)
         if column is not None and "TIMESTAMP" in column.data_type.upper() and not column.has_time_zone:
             return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
         return value

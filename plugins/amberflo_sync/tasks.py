@@ -40,16 +40,18 @@ def build_runtime(config: SyncConfig | None = None, warehouse_url: str | None = 
     any number of parallel readers); otherwise one read-write engine serves both.
     """
     config = config or load_config()
+    read_only = bool(config.state.url)
     if warehouse_url is None:
         from amberflo_sync.hooks import SegmentWarehouseHook
 
-        warehouse_url = SegmentWarehouseHook().get_url()
+        warehouse = SegmentWarehouseHook().get_warehouse_engine(read_only=read_only)
+        engine, dialect = warehouse.engine, warehouse.dialect
+    else:
+        engine, dialect = create_engine(warehouse_url, read_only=read_only), None
+    reader = WarehouseReader(engine, chunk_rows=config.chunk_rows, dialect=dialect)
     if config.state.url:
-        reader = WarehouseReader(create_engine(warehouse_url, read_only=True), chunk_rows=config.chunk_rows)
         state = StateStore.from_url(config.state.url, schema=config.state.schema)
     else:
-        engine = create_engine(warehouse_url)
-        reader = WarehouseReader(engine, chunk_rows=config.chunk_rows)
         state = StateStore(engine, schema=config.state.schema)
     state.create()
     return Runtime(config, reader, state)
