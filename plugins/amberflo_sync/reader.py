@@ -645,19 +645,12 @@ class WarehouseReader:
                 try:
                     with os.fdopen(read_fd, "rb", buffering=0) as source:
                         copy.start()
-                        batches = pacsv.open_csv(
-                            source,
-                            read_options=pacsv.ReadOptions(column_names=names, block_size=_PG_COPY_BLOCK_BYTES),
-                            parse_options=pacsv.ParseOptions(newlines_in_values=True),
-                            convert_options=pacsv.ConvertOptions(
-                                column_types=types,
-                                true_values=["t"],
-                                false_values=["f"],
-                                null_values=[""],
-                                strings_can_be_null=True,
-                                quoted_strings_can_be_null=False,
-                            ),
-                        )
+                        try:
+                            batches = _open_copy_csv(source, names, types)
+                        except pa.ArrowInvalid as error:
+                            if "empty csv" not in str(error).lower():
+                                raise
+                            batches = iter(())  # no row in the window (a CSV without any line)
                         for frame in _rechunk(batches, self.chunk_rows):
                             for name in numeric:
                                 frame[name] = _decimals(frame[name])
@@ -679,13 +672,39 @@ class WarehouseReader:
         declared = {c.name: _arrow_type(c.data_type) for c in columns or []}
         if find_column(list(declared), "id") is not None:
             declared[DUP_RANK_COLUMN] = pa.int64()
+        # PostgreSQL drivers hand JSON columns over parsed (a JSON string "a" arrives as 'a'): print
+        # them back as JSON text, which is what every other path reads
+        parsed_json = {c.name for c in columns or [] if _is_json_type(c.data_type)} \
+            if self.engine.dialect.name == "postgresql" else set()
         with self.engine.connect() as conn:
             result = conn.execution_options(stream_results=True, max_row_buffer=self.chunk_rows).execute(
                 sa.text(sql), params
             )
             keys = list(result.keys())
+            positions = [i for i, key in enumerate(keys) if key in parsed_json]
             for part in result.partitions(self.chunk_rows):
-                yield _arrow_frame(_typed_batch(keys, [tuple(r) for r in part], declared))
+                rows = [tuple(r) for r in part]
+                if positions:
+                    rows = [_json_text_at(row, positions) for row in rows]
+                yield _arrow_frame(_typed_batch(keys, rows, declared))
+
+
+def _open_copy_csv(source: Any, names: list[str], types: dict[str, pa.DataType]) -> Any:
+    """pyarrow's streaming reader over PostgreSQL's CSV (``t``/``f`` booleans, empty = NULL,
+    quoted empty = empty string)."""
+    return pacsv.open_csv(
+        source,
+        read_options=pacsv.ReadOptions(column_names=names, block_size=_PG_COPY_BLOCK_BYTES),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(
+            column_types=types,
+            true_values=["t"],
+            false_values=["f"],
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+        ),
+    )
 
 
 class _CopyThread(threading.Thread):
@@ -824,6 +843,14 @@ def _normalize_frame(frame: pd.DataFrame, json_columns: list[str], *, lower_name
     return frame
 
 
+def _json_text_at(row: tuple, positions: list[int]) -> tuple:
+    values = list(row)
+    for i in positions:
+        if values[i] is not None:
+            values[i] = orjson.dumps(values[i], default=str, option=orjson.OPT_SORT_KEYS).decode()
+    return tuple(values)
+
+
 def _canonical_json(value: Any) -> Any:
     if value is None or value is pd.NA or (isinstance(value, float) and value != value):
         return None
@@ -832,7 +859,29 @@ def _canonical_json(value: Any) -> Any:
             value = orjson.loads(value)
         except orjson.JSONDecodeError:
             return value
-    return orjson.dumps(value, default=str, option=orjson.OPT_SORT_KEYS).decode()
+    if value is None:
+        # JSON ``null`` is no value, like SQL NULL: drivers that parse JSON (psycopg2) cannot tell
+        # them apart, so neither may the record
+        return None
+    return orjson.dumps(_json_numbers(value), default=str, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _json_numbers(value: Any) -> Any:
+    """JSON numbers as I-JSON reads them (doubles), whole ones within ±2**53 printed as integers:
+    engines print the same number differently (PostgreSQL ``jsonb`` keeps ``numeric`` digits,
+    ``60063382467772420``; DuckDB keeps the text, ``6.006338246777242e+16``)."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float, decimal.Decimal)):
+        number = float(value)
+        if number.is_integer() and abs(number) < 2**53:
+            return int(number)
+        return number
+    if isinstance(value, dict):
+        return {str(k): _json_numbers(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_numbers(v) for v in value]
+    return value
 
 
 def _arrow_floats(arrow_type: pa.DataType) -> pd.ArrowDtype | None:
