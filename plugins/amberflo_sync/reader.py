@@ -439,6 +439,32 @@ class WarehouseReader:
             template, _ = self._window_select(stream, Window(None), names, row_id=None, where=where)
             yield from self._read(template, params, columns)
 
+    def window_stats(self, stream: EventStream, cursor: str, lower: Any = None, *,
+                     include_null: bool = True) -> tuple[int, Any, Any]:
+        """``(rows, MIN(cursor), MAX(cursor))`` of the window ``(lower, MAX(cursor)]`` in ONE
+        statement — :meth:`max_cursor` and :meth:`count_window` together, for a plan that sends one
+        statement per stream. ``MAX`` is the whole table's (the upper bound the run owns); ``rows``
+        counts the NULL-cursor rows too when ``include_null``."""
+        if not self._actual_columns(stream.schema, stream.table):
+            return 0, None, None
+        actual = self._actual(stream, cursor)
+        c = f"t.{self._quote(actual)}"
+        params: dict[str, Any] = {}
+        if lower is None:
+            inside = "1 = 1" if include_null else f"{c} IS NOT NULL"
+            low = f"MIN({c})"
+        else:
+            params["lower"] = self._bound_value(stream, actual, lower)
+            after = f"{c} > {_param('lower')}"
+            inside = f"({after} OR {c} IS NULL)" if include_null else after
+            low = f"MIN(CASE WHEN {after} THEN {c} END)"
+        template = (f"SELECT COUNT(CASE WHEN {inside} THEN 1 END), {low}, MAX({c}) "
+                    f"FROM {self._table(stream)} AS t")
+        sql = _bind(_escape_colons(template), params, ":{}")
+        with self.engine.connect() as conn:
+            rows, low_value, high = conn.execute(sa.text(sql), params).one()
+        return int(rows or 0), low_value, high
+
     def _table_gone(self, stream: EventStream) -> bool:
         """Discover ``stream``'s schema again (after a read failed) and say whether its table is gone."""
         self._schemas.pop(stream.schema.lower(), None)

@@ -116,3 +116,23 @@ def test_an_empty_window_reads_nothing(warehouse):
     stream = EventStream(warehouse.schema("prod"), "pages", "page")
     upper = reader.max_cursor(stream, "uuid_ts")
     assert list(reader.extract_window(stream, Window("uuid_ts", upper, upper, include_null=False))) == []
+
+
+def test_window_stats_is_max_cursor_and_count_window_in_one_statement(warehouse):
+    frame = event_rows(5)
+    frame["uuid_ts"] = frame["uuid_ts"].astype(object)
+    frame.loc[4, "uuid_ts"] = None
+    frame["uuid_ts"] = pd.to_datetime(frame["uuid_ts"], utc=True)
+    warehouse.write("prod", "pages", frame)
+    reader = WarehouseReader(create_engine(warehouse.url))
+    stream = EventStream(warehouse.schema("prod"), "pages", "page")
+    reader.columns(stream.schema, stream.table)
+    lower = frame["uuid_ts"][1].to_pydatetime()
+    before = reader.statements
+    rows, low, high = reader.window_stats(stream, "uuid_ts", lower)
+    assert reader.statements - before == 1
+    upper = reader.max_cursor(stream, "uuid_ts")
+    assert (rows, pd.Timestamp(low), pd.Timestamp(high)) == (
+        reader.count_window(stream, Window("uuid_ts", lower, upper))[0], frame["uuid_ts"][2], pd.Timestamp(upper))
+    assert rows == 3  # two after the lower bound, and the NULL one
+    assert reader.window_stats(stream, "uuid_ts", None, include_null=False)[0] == 4
