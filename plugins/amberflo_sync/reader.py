@@ -145,6 +145,8 @@ class Dialect:
         into pyarrow), ``snowflake`` (connector Arrow batches) or ``typed`` (the fallback).
     :param schema_scoped_catalog: ``information_schema`` lives inside each schema (BigQuery
         datasets: ``dataset.INFORMATION_SCHEMA.COLUMNS``).
+    :param plain_timestamp_is_zoned: a bare ``TIMESTAMP`` column is an instant (BigQuery,
+        Databricks), not a naive date-time: window bounds are sent with their zone.
     """
 
     name: str
@@ -156,6 +158,17 @@ class Dialect:
     qualify_catalog: bool = False
     fetch: str = "typed"
     schema_scoped_catalog: bool = False
+    plain_timestamp_is_zoned: bool = False
+
+    def is_zoned(self, column: Column) -> bool | None:
+        """Whether ``column`` holds instants with a zone (None: not a timestamp). A bare
+        ``TIMESTAMP`` is zoned on BigQuery and Databricks, naive elsewhere."""
+        t = column.data_type.upper()
+        if "TIMESTAMP" not in t and t != "DATETIME":
+            return None
+        if t == "TIMESTAMP" and self.plain_timestamp_is_zoned:
+            return True
+        return column.has_time_zone
 
     def quote(self, name: str) -> str:
         q = self.quote_char
@@ -170,8 +183,10 @@ DIALECTS: dict[str, Dialect] = {
     # Redshift speaks PostgreSQL but has no COPY … TO STDOUT; its timestamps are naive UTC
     "redshift": Dialect("redshift", naive_utc_timestamps=True),
     "snowflake": Dialect("snowflake", folds_upper=True, naive_utc_timestamps=True, fetch="snowflake"),
-    "bigquery": Dialect("bigquery", quote_char="`", load_cursor="loaded_at", schema_scoped_catalog=True),
-    "databricks": Dialect("databricks", quote_char="`", table_types=("MANAGED", "EXTERNAL", "BASE TABLE")),
+    "bigquery": Dialect("bigquery", quote_char="`", load_cursor="loaded_at", schema_scoped_catalog=True,
+                        plain_timestamp_is_zoned=True),
+    "databricks": Dialect("databricks", quote_char="`", table_types=("MANAGED", "EXTERNAL", "BASE TABLE"),
+                          plain_timestamp_is_zoned=True),
 }
 #: Any other SQLAlchemy engine: standard ``information_schema``, the typed fallback.
 DEFAULT_DIALECT = Dialect("default", table_types=("BASE TABLE", "TABLE"))
@@ -509,12 +524,16 @@ class WarehouseReader:
 
     def _bound_value(self, stream: EventStream | None, cursor: str, value: Any) -> Any:
         """A window bound as the cursor column holds it: naive UTC for a zone-less timestamp column
-        (Redshift, Snowflake ``TIMESTAMP_NTZ``), so the comparison is the same on every engine."""
-        if stream is None or not isinstance(value, dt.datetime) or value.tzinfo is None:
+        (Redshift, Snowflake ``TIMESTAMP_NTZ``), UTC-zoned for a zoned one (BigQuery ``TIMESTAMP``),
+        so the comparison means the same instant on every engine."""
+        if stream is None or not isinstance(value, dt.datetime):
             return value
         column = next((c for c in self._actual_columns(stream.schema, stream.table) if c.name == cursor), None)
-        if column is not None and "TIMESTAMP" in column.data_type.upper() and not column.has_time_zone:
+        zoned = None if column is None else self.dialect.is_zoned(column)
+        if zoned is False and value.tzinfo is not None:
             return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        if zoned is True and value.tzinfo is None:
+            return value.replace(tzinfo=dt.timezone.utc)
         return value
 
     def _bounds(self, window: Window, stream: EventStream | None = None) -> tuple[str, dict[str, Any]]:

@@ -115,3 +115,12 @@ def test_the_catalog_is_json_and_round_trips():
     assert seeded.catalog_to_dict() == data
     assert seeded.tables("prod") == reader.tables("prod") and seeded.actual_schema("absent") is None
     assert seeded.discovery_statements == 0
+
+
+def test_bigquery_timestamps_are_instants_so_bounds_keep_a_zone():
+    import datetime as dt
+
+    reader = reader_for("bigquery", BIGQUERY_ANSWER)
+    naive = dt.datetime(2026, 11, 20, 10)
+    _, params = reader._bounds(Window("loaded_at", naive), EventStream("prod", "api_calls", "track"))
+    assert params == {"lower": dt.datetime(2026, 11, 20, 10, tzinfo=dt.timezone.utc)}
