@@ -26,6 +26,7 @@ from tests.integration.test_identifies_sync import identify_rows
 from tests.segment_rows import BASE_TIME
 from tests.snowflake_warehouse import SnowflakeWarehouse, fakesnow_server
 from tests.unit.test_customers import SEED_TRAITS
+from tests.warehouse import Warehouse
 
 pytestmark = pytest.mark.airflow
 DAGS = ("segment_identifies_to_amberflo", "engage_audiences_to_amberflo", "segment_events_to_amberflo")
@@ -108,22 +109,21 @@ def pg_connection(pg_warehouse) -> dict:
             "password": url.password, "schema": url.database}
 
 
-def test_postgres_connection_bills_what_duckdb_bills(duckdb_baseline, pg_warehouse, airflow_home, tmp_path, api_key):
-    with EmulatorServer(api_key=api_key) as emulator:
-        build_fixture(pg_warehouse)
-        runner = other_runner(airflow_home, tmp_path, emulator, api_key, pg_connection(pg_warehouse))
-        runner.config_path.write_text(runner.config_path.read_text().replace(
-            "- prod", f"- {pg_warehouse.schema('prod')}").replace("- ios_app", f"- {pg_warehouse.schema('ios_app')}")
-            .replace("- engage_default", f"- {pg_warehouse.schema('engage_default')}"))
-        assert received(runner, emulator) == duckdb_baseline
-
-
-def test_redshift_style_naive_timestamps_bill_what_duckdb_bills(duckdb_baseline, pg_warehouse, airflow_home,
-                                                               tmp_path, api_key):
-    with EmulatorServer(api_key=api_key) as emulator:
-        build_fixture(NaiveTimestamps(pg_warehouse))
-        runner = other_runner(airflow_home, tmp_path, emulator, api_key, pg_connection(pg_warehouse))
-        runner.config_path.write_text(runner.config_path.read_text().replace(
-            "- prod", f"- {pg_warehouse.schema('prod')}").replace("- ios_app", f"- {pg_warehouse.schema('ios_app')}")
-            .replace("- engage_default", f"- {pg_warehouse.schema('engage_default')}"))
-        assert received(runner, emulator) == duckdb_baseline
+def test_postgres_connection_bills_what_duckdb_bills_with_zoned_and_naive_timestamps(
+        duckdb_baseline, pg_url, airflow_home, tmp_path, api_key):
+    """A ``postgres`` connection (PostgresHook, psycopg2, COPY): Segment's PostgreSQL layout
+    (``timestamptz``), then Redshift's (naive UTC ``timestamp``)."""
+    for layout in ("zoned", "naive"):
+        warehouse = Warehouse(pg_url, prefix=f"t{uuid.uuid4().hex[:8]}_")
+        try:
+            with EmulatorServer(api_key=api_key) as emulator:
+                build_fixture(warehouse if layout == "zoned" else NaiveTimestamps(warehouse))
+                runner = other_runner(airflow_home, tmp_path, emulator, api_key, pg_connection(warehouse))
+                runner.config_path.write_text(runner.config_path.read_text()
+                                              .replace("- prod", f"- {warehouse.schema('prod')}")
+                                              .replace("- ios_app", f"- {warehouse.schema('ios_app')}")
+                                              .replace("- engage_default", f"- {warehouse.schema('engage_default')}"))
+                assert received(runner, emulator) == duckdb_baseline, layout
+        finally:
+            warehouse.drop_all()
+            warehouse.dispose()
