@@ -5,7 +5,8 @@ connection made with the provider's form; the sync uses it as it is: the hook Ai
 the connection type (``conn.get_hook()``, i.e. ProvidersManager) builds the engine with its own
 ``get_sqlalchemy_engine(engine_kwargs=…)`` (``DbApiHook``) — fields are never re-parsed here.
 ``engine_kwargs`` in the connection's extra (e.g. ``{"connect_args": {"protocol": "http"}}``) pass
-through. ``duckdb`` connections and generic ones with ``extra.sqlalchemy_url`` need no provider.
+through; ``warehouse_dialect`` picks the reader's dialect row when the connection type does not say
+it (``"redshift"`` on a ``postgres`` connection to Redshift). ``duckdb`` connections and generic ones with ``extra.sqlalchemy_url`` need no provider.
 
 Providers are optional (``requirements-<warehouse>.txt``); a missing one fails with the package to
 install.
@@ -82,14 +83,16 @@ def warehouse_engine(conn: Any, *, read_only: bool = False) -> WarehouseEngine:
 
     extra = dict(conn.extra_dejson or {})
     kwargs = engine_kwargs_from_extra(extra)
+    # e.g. "redshift" on a `postgres` connection to Redshift (same wire protocol, no COPY TO STDOUT)
+    override = extra.get("warehouse_dialect") or None
     conn_type = (conn.conn_type or "").lower()
     provider = PROVIDERS.get(conn_type)
     if extra.get("sqlalchemy_url") or provider is None:
-        return WarehouseEngine(create_engine(sqlalchemy_url(conn), read_only=read_only, **kwargs), None)
+        return WarehouseEngine(create_engine(sqlalchemy_url(conn), read_only=read_only, **kwargs), override)
     if conn_type == "snowflake":
         _snowflake_sqlalchemy_compat()
     hook = _provider_hook(conn, provider)
-    return WarehouseEngine(hook.get_sqlalchemy_engine(engine_kwargs=kwargs), provider.dialect)
+    return WarehouseEngine(hook.get_sqlalchemy_engine(engine_kwargs=kwargs), override or provider.dialect)
 
 
 def _provider_hook(conn: Any, provider: WarehouseProvider) -> Any:

@@ -101,3 +101,20 @@ def test_a_state_schema_is_not_needed_to_read(monkeypatch, fakesnow_port):
     assert seen and not [s for s in seen if "amberflo_sync" in s.lower()]
     snowflake.dispose()
     warehouse.engine.dispose()
+
+
+def test_a_postgres_connection_to_redshift_names_its_dialect(monkeypatch, pg_warehouse):
+    """Redshift speaks PostgreSQL's protocol but has no ``COPY … TO STDOUT``: the extra
+    ``warehouse_dialect`` picks the Redshift row, whose rows come through the typed fallback."""
+    pg_warehouse.write("prod", "pages", event_rows(2))
+    url = pg_warehouse._engine.url
+    use_connection(monkeypatch, {"conn_type": "postgres", "host": url.host, "port": url.port,
+                                 "login": url.username, "schema": url.database,
+                                 "extra": {"warehouse_dialect": "redshift"}})
+    warehouse = SegmentWarehouseHook().get_warehouse_engine()
+    reader = WarehouseReader(warehouse.engine, dialect=warehouse.dialect)
+    assert reader.dialect.name == "redshift" and reader.dialect.naive_utc_timestamps
+    monkeypatch.setattr(reader, "_stream_postgres_copy", lambda *a, **k: pytest.fail("COPY on Redshift"))
+    stream = EventStream(pg_warehouse.schema("prod"), "pages", "page")
+    assert sum(len(c) for c in reader.extract_window(stream, Window("uuid_ts"))) == 2
+    warehouse.engine.dispose()
