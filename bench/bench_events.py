@@ -19,7 +19,8 @@ than the wall time): extract (warehouse → DataFrames), transform (mapping + re
 serialize (request bodies: join + gzip), send (HTTP round trips); ours/peer = our rows/s ÷ the SDK's
 on the same rows; sink CPU = CPU of the sink process (it shares the cores); other CPU = CPU used by
 every other process meanwhile: the PostgreSQL server in its cases, and any other work on the machine
-(which makes numbers worse, so it is shown).
+(which makes numbers worse, so it is shown); statements = SQL statements the reader sent to the
+warehouse (discovery, MAX, reads; ``WarehouseReader.statements``).
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ def fmt_seconds(value: Any) -> str:
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     header = ("case", "rows", "seconds", "rows/s", "RSS MiB", "extract", "transform", "serialize", "send",
-              "ours/peer", "received", "sink CPU", "other CPU")
+              "ours/peer", "received", "sink CPU", "other CPU", "statements")
     table = [header]
     for r in rows:
         stages = r.get("stages") or {}
@@ -175,6 +176,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             f"{r['rss_mib']:.0f}", fmt_seconds(stages.get("extract")), fmt_seconds(stages.get("transform")),
             fmt_seconds(stages.get("serialize")), fmt_seconds(stages.get("send")), r.get("ratio", ""),
             f"{r['received']:,}{'' if r['ok'] else ' MISMATCH'}", f"{r['sink_cpu']:.1f}s", f"{r['other_cpu']:.1f}s",
+            r.get("statements", "-"),
         ))
     widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
     for i, row in enumerate(table):

@@ -44,7 +44,13 @@ def amberflo_connection(url: str, api_key: str, **extras: Any) -> Iterator[None]
 
 
 class FakeTI:
-    """The only part of a task instance the events tasks use: XCom is passed explicitly here."""
+    """The parts of a task instance the events tasks use: the plan task's XCom, and DAG-run counts."""
+
+    def __init__(self) -> None:
+        self.plan: dict[str, Any] | None = None
+
+    def xcom_pull(self, task_ids: str, key: str = "return_value") -> Any:
+        return self.plan if (task_ids, key) == ("plan_slices", "plan") else None
 
     def get_dr_count(self, **_: Any) -> int:  # pragma: no cover - scheduled runs only
         return 0
@@ -106,14 +112,22 @@ class DagPath:
                 "dag_run": type("DagRun", (), {"run_type": run_type})(), "ti": FakeTI(),
                 "data_interval_start": start, "data_interval_end": end, "logical_date": end}
 
+    def _task_runtime(self) -> Runtime:
+        """The parts one task builds: a new reader each time (a reader keeps its catalog for its life)."""
+        self.reader = WarehouseReader(self.reader.engine, chunk_rows=self.config.chunk_rows)
+        self.runtime = Runtime(self.config, self.reader, self.state, self.ledger)
+        return self.runtime
+
     def plan(self, context: Mapping[str, Any]) -> dict[str, Any]:
-        return plan_event_slices(context, self.runtime)
+        plan = plan_event_slices(context, self._task_runtime())
+        context["ti"].plan = plan  # as the DAG's plan task pushes it (key "plan")
+        return plan
 
     def run_unit(self, unit: list[dict[str, Any]], context: Mapping[str, Any]) -> list[dict[str, Any]]:
-        return run_event_slices(unit, context, self.runtime)
+        return run_event_slices(unit, context, self._task_runtime())
 
     def finish(self, plan: dict[str, Any] | None, context: Mapping[str, Any]) -> str:
-        return finish_event_run(plan, context, self.runtime)
+        return finish_event_run(plan, context, self._task_runtime())
 
     def run(self, context: Mapping[str, Any] | None = None) -> RunResult:
         """A whole DAG run: plan, every mapped task (a failing one does not stop the others), finish

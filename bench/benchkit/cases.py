@@ -62,13 +62,23 @@ def _events_ours(context: CaseContext) -> dict[str, Any]:
                                context.client_overrides, **context.config_overrides)
 
 
+def _events_ours_connection(context: CaseContext) -> dict[str, Any]:
+    from benchkit.ours import run_events_sync
+
+    with tempfile.TemporaryDirectory(dir=context.work_dir) as tmp:
+        return run_events_sync(context.warehouse_url, context.sink_url, context.api_key,
+                               str(Path(tmp) / "state.sqlite"), context.schema,
+                               context.client_overrides, via_connection=True, **context.config_overrides)
+
+
 def _events_sdk(context: CaseContext) -> dict[str, Any]:
     from benchkit.peer import run_sdk_peer
 
     return run_sdk_peer(context.warehouse_url, context.sink_url, context.api_key, context.schema)
 
 
-RUNNERS: dict[str, Runner] = {"events_ours": _events_ours, "events_sdk": _events_sdk}
+RUNNERS: dict[str, Runner] = {"events_ours": _events_ours, "events_sdk": _events_sdk,
+                              "events_ours_connection": _events_ours_connection}
 
 M = 1_000_000
 #: Every case, in the order they run and print. The 10M size runs the DuckDB null-sink case only
@@ -78,6 +88,8 @@ CASES: list[Case] = [
     Case("events/duckdb/null/sdk", "duckdb", "null", "events_sdk", max_rows=1 * M, peer_of="events/duckdb/null"),
     Case("events/duckdb/emulator", "duckdb", "emulator", "events_ours", max_rows=1 * M),
     Case("events/postgres/null", "postgres", "null", "events_ours", max_rows=1 * M),
+    # the same through a `postgres` Airflow connection (PostgresHook builds the engine, as in the DAG)
+    Case("events/postgres/null/connection", "postgres", "null", "events_ours_connection", max_rows=1 * M),
     Case("events/postgres/null/sdk", "postgres", "null", "events_sdk", max_rows=100_000, peer_of="events/postgres/null"),
     Case("events/postgres/emulator", "postgres", "emulator", "events_ours", max_rows=1 * M),
     # Later: Case("customers/duckdb/emulator", ...), Case("engage/duckdb/emulator", ...) with their runners.

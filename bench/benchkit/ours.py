@@ -22,15 +22,22 @@ from amberflo_sync.state import StateStore
 
 
 def run_events_sync(warehouse_url: str, sink_url: str, api_key: str, state_path: str, schema: str,
-                    client_overrides: dict[str, Any] | None = None, **config_overrides: Any) -> dict[str, Any]:
-    """Sync every event table of ``schema``; returns counts, seconds and stage timings.
+                    client_overrides: dict[str, Any] | None = None, *, via_connection: bool = False,
+                    **config_overrides: Any) -> dict[str, Any]:
+    """Sync every event table of ``schema``; returns counts, seconds, stage timings and the number
+    of warehouse statements sent.
 
     :param client_overrides: :class:`ClientSettings` fields to change (e.g. ``gzip_level``) —
         none by default, so the client runs with the settings the DAG would use.
+    :param via_connection: build the engine from an Airflow connection of the URL's type
+        (``postgres``: the provider's PostgresHook) as the DAG does, instead of from the URL.
     :param config_overrides: :class:`SyncConfig` fields to change (e.g. ``batch_size``).
     """
     config = SyncConfig(source_schemas=(schema,), **config_overrides)
-    reader = WarehouseReader(create_engine(warehouse_url, read_only=True), chunk_rows=config.chunk_rows)
+    if via_connection:
+        reader = _reader_from_connection(warehouse_url, config.chunk_rows)
+    else:
+        reader = WarehouseReader(create_engine(warehouse_url, read_only=True), chunk_rows=config.chunk_rows)
     state = StateStore.from_url(f"sqlite:///{state_path}")
     state.create()
     timings = StageTimings()
@@ -63,4 +70,22 @@ def run_events_sync(warehouse_url: str, sink_url: str, api_key: str, state_path:
     stages["sender_wall"] = stages.pop("send")
     stages["send"] = client_stats.send_seconds
     return {"seconds": seconds, "rows": totals["read"], "counts": totals, "stages": stages,
-            "requests": client_stats.requests}
+            "requests": client_stats.requests, "statements": reader.statements}
+
+
+def _reader_from_connection(warehouse_url: str, chunk_rows: int) -> WarehouseReader:
+    """The reader the DAG builds from ``segment_warehouse`` of type ``postgres`` (the URL's parts
+    as the connection form holds them)."""
+    import json
+    import os
+
+    from sqlalchemy.engine import make_url
+
+    from amberflo_sync.hooks import SegmentWarehouseHook
+
+    url = make_url(warehouse_url)
+    os.environ["AIRFLOW_CONN_SEGMENT_WAREHOUSE"] = json.dumps(
+        {"conn_type": "postgres", "host": url.host, "port": url.port, "login": url.username,
+         "password": url.password, "schema": url.database})
+    warehouse = SegmentWarehouseHook().get_warehouse_engine(read_only=True)
+    return WarehouseReader(warehouse.engine, chunk_rows=chunk_rows, dialect=warehouse.dialect)

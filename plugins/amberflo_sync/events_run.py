@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from amberflo_sync.config import SyncConfig
+from amberflo_sync.discovery_report import missing_event_sources
 from amberflo_sync.events_sync import DryRun, bound_text, sync_slice
 from amberflo_sync.ledger import Ledger, PlanOutcome
 from amberflo_sync.planning import (
@@ -52,10 +53,13 @@ class Plan:
     kind: str
     streams: list[str] = field(default_factory=list)
     problems: dict[str, str] = field(default_factory=dict)
+    #: the discovery answers (:meth:`WarehouseReader.catalog_to_dict`), handed to the slice tasks so
+    #: that they send no discovery statement of their own
+    catalog: dict[str, Any] = field(default_factory=dict)
 
     def to_xcom(self) -> dict[str, Any]:
         return {"plan_id": self.plan_id, "units": self.units, "kind": self.kind, "streams": self.streams,
-                "problems": self.problems}
+                "problems": self.problems, "catalog": self.catalog}
 
 
 def looked_for(config: SyncConfig) -> list[str]:
@@ -79,7 +83,11 @@ def plan_run(reader: WarehouseReader, ledger: Ledger, config: SyncConfig, rules:
     :raises Exception: discovery itself failed (warehouse unreachable, permission denied): the plan
         task fails, and so does the run.
     """
+    statements_before = getattr(reader, "statements", 0)
     streams = reader.event_streams(config.source_schemas, config.events)
+    catalog = reader.catalog_to_dict()
+    for missing in missing_event_sources(catalog, config.source_schemas, config.events):
+        log.warning("%s", missing)
     slices: list[Slice] = []
     problems: dict[str, str] = {}
     if rules.interval is not None:
@@ -103,18 +111,21 @@ def plan_run(reader: WarehouseReader, ledger: Ledger, config: SyncConfig, rules:
         problems["(no stream)"] = (f"none of the configured streams exists in the warehouse; looked for "
                                    f"{', '.join(wanted)} (source_schemas: {', '.join(config.source_schemas)})")
         log.error("%s", problems["(no stream)"])
-    plan_id = ledger.open_plan(run_id, rules.label, slices, dag_id=dag_id, looked_for=wanted, problems=problems)
+    statements = getattr(reader, "statements", 0) - statements_before
+    plan_id = ledger.open_plan(run_id, rules.label, slices, dag_id=dag_id, looked_for=wanted, problems=problems,
+                               statements=statements)
     bound = [s.bound_to(plan_id) for s in slices]
     units = work_units(bound, max_map_length=max_map_length)
-    log.info("plan %s (%s): %d slices over %d streams in %d mapped tasks: %s", plan_id, rules.label, len(bound),
-             len(streams), len(units), ", ".join(s.key for s in bound) or "nothing to do")
+    log.info("plan %s (%s): %d slices over %d streams in %d mapped tasks, %d warehouse statements: %s", plan_id,
+             rules.label, len(bound), len(streams), len(units), statements, ", ".join(s.key for s in bound)
+             or "nothing to do")
     for part in bound:
         log.info("  %s: %s in (%s, %s]", part.key, part.window.cursor or "whole table",
                  bound_text(part.window.lower, "beginning"), bound_text(part.window.upper, "end"))
     if rules.dry_run:
         log.info("dry run: found %d streams (%s); nothing will be sent and no watermark moves", len(streams),
                  ", ".join(s.key for s in streams) or "none")
-    return Plan(plan_id, units, rules.label, [s.key for s in streams], problems)
+    return Plan(plan_id, units, rules.label, [s.key for s in streams], problems, catalog)
 
 
 def run_slices(unit: Sequence[dict[str, Any]], *, reader: WarehouseReader, ledger: Ledger, config: SyncConfig,

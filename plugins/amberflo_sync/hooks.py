@@ -211,11 +211,13 @@ def _customer_lookup_problem(client: AmberfloClient) -> str | None:
 
 
 class SegmentWarehouseHook(BaseHook):
-    """The SQLAlchemy URL of the Segment warehouse from connection ``segment_warehouse``.
+    """The engine of the Segment warehouse from connection ``segment_warehouse``.
 
-    Put the full SQLAlchemy URL in the connection's ``extra`` as ``{"sqlalchemy_url": ...}`` or use a
-    URI whose scheme is a SQLAlchemy dialect (``AIRFLOW_CONN_SEGMENT_WAREHOUSE=postgresql+psycopg2://…``,
-    ``duckdb:///…``).
+    The connection may be of type ``snowflake``, ``postgres``, ``redshift``,
+    ``google_cloud_platform`` (BigQuery) or ``databricks`` — made with the provider's own form; the
+    provider's hook builds the engine (:mod:`amberflo_sync.warehouses`) — or ``duckdb``, or generic
+    with the full SQLAlchemy URL in its ``extra`` as ``{"sqlalchemy_url": ...}``. An extra
+    ``engine_kwargs`` (``{"connect_args": {...}}``) passes through to ``create_engine``.
     """
 
     conn_name_attr = "warehouse_conn_id"
@@ -231,6 +233,15 @@ class SegmentWarehouseHook(BaseHook):
         conn: Connection = self.get_connection(self.warehouse_conn_id)
         _mask(conn.password)
         return sqlalchemy_url(conn)
+
+    def get_warehouse_engine(self, *, read_only: bool = False) -> Any:
+        """:class:`~amberflo_sync.warehouses.WarehouseEngine` (engine + reader dialect row) of the
+        connection, built by its provider's hook where it has one."""
+        from amberflo_sync.warehouses import warehouse_engine
+
+        conn: Connection = self.get_connection(self.warehouse_conn_id)
+        _mask(conn.password)
+        return warehouse_engine(conn, read_only=read_only)
 
 
 def sqlalchemy_url(conn: Any) -> str:

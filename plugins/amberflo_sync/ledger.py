@@ -130,6 +130,7 @@ class PlanOutcome:
     streams: dict[str, StreamOutcome] = field(default_factory=dict)
     problems: dict[str, str] = field(default_factory=dict)
     looked_for: list[str] = field(default_factory=list)
+    plan_statements: int = 0
 
     @property
     def failed(self) -> dict[str, str]:
@@ -153,7 +154,7 @@ class PlanOutcome:
                 f"rejected={t['rejected']} skipped={t['skipped']} slices={slices} succeeded={succeeded}")
         if t["abandoned"]:
             line += f" abandoned={t['abandoned']}"
-        line += f" statements={t['statements']}"
+        line += f" statements={t['statements'] + self.plan_statements} (plan {self.plan_statements})"
         if self.failed:
             line += f" failed={len(self.failed)}"
         return line
@@ -205,12 +206,14 @@ class Ledger:
 
     # -- plans and slices -----------------------------------------------------------------------
     def open_plan(self, run_id: str, run_kind: str, slices: Sequence[Slice], *, dag_id: str | None = None,
-                  looked_for: Sequence[str] = (), problems: Mapping[str, str] | None = None) -> str:
+                  looked_for: Sequence[str] = (), problems: Mapping[str, str] | None = None,
+                  statements: int = 0) -> str:
         """Record a run's planned slices with their fixed windows; returns the new plan's id.
 
         :param looked_for: what the run was configured for (stream keys or patterns), for its summary.
         :param problems: streams that could not even be planned (``{stream: error}``): the run fails
             after delivering the others.
+        :param statements: warehouse statements the planning sent (discovery, window bounds).
         """
         plan_id = uuid.uuid4().hex
         now = utcnow()
@@ -218,11 +221,11 @@ class Ledger:
         with self.engine.begin() as conn:
             conn.execute(sa.text(
                 f"INSERT INTO {self._t('plans')} (plan_id, run_id, dag_id, run_kind, status, streams_json, "
-                "problems_json, created_at) VALUES (:plan_id, :run_id, :dag_id, :kind, :status, :streams, "
-                ":problems, :now)"),
+                "problems_json, statements, created_at) VALUES (:plan_id, :run_id, :dag_id, :kind, :status, "
+                ":streams, :problems, :statements, :now)"),
                 {"plan_id": plan_id, "run_id": run_id, "dag_id": dag_id, "kind": run_kind, "status": PLANNED,
                  "streams": orjson.dumps(list(looked_for)).decode(),
-                 "problems": orjson.dumps(dict(problems or {})).decode(), "now": now})
+                 "problems": orjson.dumps(dict(problems or {})).decode(), "statements": statements, "now": now})
             if rows:
                 conn.execute(sa.text(
                     f"INSERT INTO {self._t('slices')} (plan_id, stream, slice_index, slice_count, mode, "
@@ -344,7 +347,8 @@ class Ledger:
         rows = self.slices(plan_id)
         outcome = PlanOutcome(plan_id, plan["run_id"], plan["run_kind"],
                               problems=orjson.loads(plan["problems_json"] or "{}"),
-                              looked_for=orjson.loads(plan["streams_json"] or "[]"))
+                              looked_for=orjson.loads(plan["streams_json"] or "[]"),
+                              plan_statements=int(plan["statements"] or 0))
         by_stream: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
             by_stream.setdefault(row["stream"], []).append(row)

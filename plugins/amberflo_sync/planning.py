@@ -103,11 +103,16 @@ def plan_window(reader: WarehouseReader, watermark: Any, stream: EventStream, co
 
 
 def plan_incremental(reader: WarehouseReader, watermark: Any, stream: EventStream, config: SyncConfig) -> list[Slice]:
-    """The slices of this run's cursor window for ``stream`` (one when it is small)."""
-    window = plan_window(reader, watermark, stream, config)
-    if window.cursor is None or window.upper is None:
+    """The slices of this run's cursor window for ``stream`` (one when it is small), from ONE
+    warehouse statement: the window's row count and its cursor's MIN and MAX together."""
+    cursor = reader.cursor_column(stream, config.cursor_column)
+    if cursor is None:
+        return [Slice(stream, INCREMENTAL, plan_window(reader, watermark, stream, config))]
+    lower = None if watermark is None else watermark - config.overlap
+    rows, first, upper = reader.window_stats(stream, cursor.name, lower, include_null=True)
+    window = Window(cursor=cursor.name, lower=lower, upper=upper)
+    if window.upper is None:
         return [Slice(stream, INCREMENTAL, window)]
-    rows, first, _ = reader.count_window(stream, window)
     pieces = _pieces(rows, config)
     lower = window.lower if window.lower is not None else first
     if pieces == 1 or lower is None:

@@ -16,7 +16,18 @@ driver offers something better:
   CSV reader with every column's type fixed from ``information_schema`` — the same values the
   driver would have built, at a fraction of the cost. Tables with a type the CSV path does not
   handle exactly use the generic path.
-* Everything else: a server-side cursor (``stream_results``) through SQLAlchemy.
+* Snowflake: the connector's own Arrow batches (``cursor.fetch_arrow_batches()``).
+* Everything else: one typed fallback — a server-side cursor (``stream_results``) whose columns are
+  built as Arrow arrays typed from ``information_schema`` (integers stay integers next to NULLs).
+
+Every path ends in the same Arrow → pandas conversion (:func:`_arrow_frame`), so the bytes of a
+record depend only on the warehouse row: not on the engine, the chunk, the read path (window, ids,
+backfill) or the batch size. Engine differences live in one table, :data:`DIALECTS`.
+
+Discovery is one statement per schema (``information_schema.columns`` joined with ``tables``),
+cached for the reader's life and serializable (:meth:`WarehouseReader.catalog_to_dict`,
+:meth:`WarehouseReader.from_catalog`) so the planning task hands it to the slice tasks through XCom.
+:attr:`WarehouseReader.statements` counts the statements the reader sent.
 """
 
 from __future__ import annotations
@@ -27,9 +38,11 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any, Callable
+
+import orjson
 
 import pandas as pd
 import pyarrow as pa
@@ -64,6 +77,8 @@ _PG_ARROW_TYPES: dict[str, pa.DataType] = {
     "timestamp with time zone": pa.timestamp("us", tz="UTC"),
     "timestamp without time zone": pa.timestamp("us"),
     "numeric": pa.string(),
+    "json": pa.string(),  # canonicalized after parsing (see _normalize_frame)
+    "jsonb": pa.string(),
 }
 _PG_COPY_BLOCK_BYTES = 1 << 20
 
@@ -110,13 +125,104 @@ class Window:
     include_null: bool = True
 
 
-def create_engine(url: str, *, read_only: bool = False) -> Engine:
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between warehouses, in one row per engine (see :data:`DIALECTS`).
+
+    :param name: the row's key (SQLAlchemy dialect name, or the connection type that picks it).
+    :param quote_char: identifier quote (backtick on BigQuery and Databricks).
+    :param table_types: ``information_schema.tables.table_type`` values of a readable table
+        (Databricks reports ``MANAGED``/``EXTERNAL``, not ``BASE TABLE``).
+    :param folds_upper: unquoted names are stored upper-case (Snowflake): column names are read
+        back lower-case, so a record's dimension keys do not depend on the engine.
+    :param load_cursor: the column Segment stamps at load time (BigQuery ``loaded_at``), used as the
+        incremental cursor when the configured one is the default ``uuid_ts`` and the table has it.
+    :param naive_utc_timestamps: timestamps are stored without a zone and mean UTC (Redshift,
+        Snowflake ``TIMESTAMP_NTZ``): window bounds are sent naive UTC.
+    :param qualify_catalog: table names carry the catalog (DuckDB: a file ``prod.duckdb`` holding a
+        schema ``prod`` makes ``prod.pages`` ambiguous).
+    :param fetch: the typed read path: ``duckdb`` (Arrow reader), ``postgres_copy`` (COPY as CSV
+        into pyarrow), ``snowflake`` (connector Arrow batches) or ``typed`` (the fallback).
+    :param schema_scoped_catalog: ``information_schema`` lives inside each schema (BigQuery
+        datasets: ``dataset.INFORMATION_SCHEMA.COLUMNS``).
+    :param plain_timestamp_is_zoned: a bare ``TIMESTAMP`` column is an instant (BigQuery,
+        Databricks), not a naive date-time: window bounds are sent with their zone.
+    """
+
+    name: str
+    quote_char: str = '"'
+    table_types: tuple[str, ...] = ("BASE TABLE",)
+    folds_upper: bool = False
+    load_cursor: str | None = None
+    naive_utc_timestamps: bool = False
+    qualify_catalog: bool = False
+    fetch: str = "typed"
+    schema_scoped_catalog: bool = False
+    plain_timestamp_is_zoned: bool = False
+
+    def is_zoned(self, column: Column) -> bool | None:
+        """Whether ``column`` holds instants with a zone (None: not a timestamp). A bare
+        ``TIMESTAMP`` is zoned on BigQuery and Databricks, naive elsewhere."""
+        t = column.data_type.upper()
+        if "TIMESTAMP" not in t and t != "DATETIME":
+            return None
+        if t == "TIMESTAMP" and self.plain_timestamp_is_zoned:
+            return True
+        return column.has_time_zone
+
+    def quote(self, name: str) -> str:
+        q = self.quote_char
+        escaped = name.replace("\\", "\\\\").replace(q, "\\" + q) if q == "`" else name.replace(q, q * 2)
+        return f"{q}{escaped}{q}"
+
+
+#: The engine dialects, explicitly. Keys are SQLAlchemy dialect names or connection types.
+DIALECTS: dict[str, Dialect] = {
+    "duckdb": Dialect("duckdb", qualify_catalog=True, fetch="duckdb"),
+    "postgresql": Dialect("postgresql", fetch="postgres_copy"),
+    # Redshift speaks PostgreSQL but has no COPY … TO STDOUT; its timestamps are naive UTC
+    "redshift": Dialect("redshift", naive_utc_timestamps=True),
+    "snowflake": Dialect("snowflake", folds_upper=True, naive_utc_timestamps=True, fetch="snowflake"),
+    "bigquery": Dialect("bigquery", quote_char="`", load_cursor="loaded_at", schema_scoped_catalog=True,
+                        plain_timestamp_is_zoned=True),
+    "databricks": Dialect("databricks", quote_char="`", table_types=("MANAGED", "EXTERNAL", "BASE TABLE"),
+                          plain_timestamp_is_zoned=True),
+}
+#: Any other SQLAlchemy engine: standard ``information_schema``, the typed fallback.
+DEFAULT_DIALECT = Dialect("default", table_types=("BASE TABLE", "TABLE"))
+#: The configured cursor that a dialect's :attr:`Dialect.load_cursor` replaces when present.
+SEGMENT_LOAD_CURSOR = "uuid_ts"
+
+
+def dialect_for(engine: Engine, name: str | None = None) -> Dialect:
+    """The :data:`DIALECTS` row of ``name`` (a connection type such as ``redshift``) or of the
+    engine's SQLAlchemy dialect."""
+    for key in (name, engine.dialect.name):
+        if key and key in DIALECTS:
+            return DIALECTS[key]
+    return DEFAULT_DIALECT
+
+
+def create_engine(url: str, *, read_only: bool = False, **engine_kwargs: Any) -> Engine:
     """An engine for ``url``; a DuckDB file opened for reading only when ``read_only`` (several
-    processes may then read it at once)."""
-    connect_args: dict[str, Any] = {}
+    processes may then read it at once). No ``pool_pre_ping``: a task opens its connection when it
+    needs it, and a liveness ``SELECT 1`` is a billed statement (it can resume a suspended
+    Snowflake warehouse)."""
+    connect_args: dict[str, Any] = dict(engine_kwargs.pop("connect_args", None) or {})
     if url.startswith("duckdb") and read_only:
         connect_args["read_only"] = True
-    return sa.create_engine(url, connect_args=connect_args, pool_pre_ping=not url.startswith("duckdb"))
+    return sa.create_engine(url, connect_args=connect_args, **engine_kwargs)
+
+
+@dataclass
+class SchemaCatalog:
+    """One schema as discovery found it: its spelling, catalog, and every table's columns."""
+
+    name: str
+    catalog: str | None = None
+    tables: dict[str, str] = field(default_factory=dict)  # lower-case name → actual name
+    types: dict[str, str] = field(default_factory=dict)  # actual name → table_type
+    columns: dict[str, list[Column]] = field(default_factory=dict)  # actual name → columns
 
 
 class WarehouseReader:
@@ -124,45 +230,145 @@ class WarehouseReader:
 
     :param engine: SQLAlchemy engine of the warehouse.
     :param chunk_rows: rows per DataFrame yielded by :meth:`extract_window`.
+    :param dialect: a :data:`DIALECTS` key when the engine's own dialect name is not the right row
+        (a ``redshift`` connection through psycopg2 is ``postgresql`` to SQLAlchemy).
     """
 
-    def __init__(self, engine: Engine, *, chunk_rows: int = 50_000) -> None:
+    def __init__(self, engine: Engine, *, chunk_rows: int = 50_000, dialect: str | None = None) -> None:
         self.engine = engine
         self.chunk_rows = chunk_rows
-        self._quote: Callable[[str], str] = engine.dialect.identifier_preparer.quote_identifier
-        self._is_duckdb = engine.dialect.name == "duckdb"
+        self.dialect = dialect_for(engine, dialect)
+        self._quote: Callable[[str], str] = self.dialect.quote
+        self._is_duckdb = self.dialect.fetch == "duckdb"
+        #: statements this reader sent to the warehouse (catalog and data reads; see :meth:`_count`)
+        self.statements = 0
+        #: of which discovery statements (one per schema at most)
+        self.discovery_statements = 0
+        self._schemas: dict[str, SchemaCatalog | None] = {}
+        self._lock = threading.Lock()
+        sa.event.listen(engine, "before_cursor_execute", self._count_sqlalchemy)
+
+    # -- statement count and catalog hand-over -----------------------------------------------------
+    def _count_sqlalchemy(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        self._count()
+
+    def _count(self, n: int = 1) -> None:
+        with self._lock:
+            self.statements += n
+
+    def catalog_to_dict(self) -> dict[str, Any]:
+        """Everything discovery found so far, JSON-safe (XCom): hand it to :meth:`from_catalog`."""
+        schemas: dict[str, Any] = {}
+        for wanted, found in sorted(self._schemas.items()):
+            schemas[wanted] = None if found is None else {
+                "name": found.name,
+                "catalog": found.catalog,
+                "tables": {
+                    actual: {"type": found.types.get(actual), "columns": [[c.name, c.data_type] for c in cols]}
+                    for actual, cols in sorted(found.columns.items())
+                },
+            }
+        return {"version": 1, "dialect": self.dialect.name, "schemas": schemas}
+
+    def seed_catalog(self, catalog: dict[str, Any]) -> None:
+        """Take discovery answers from :meth:`catalog_to_dict` (of the planning task): the schemas
+        it holds are never discovered again by this reader."""
+        for wanted, data in (catalog.get("schemas") or {}).items():
+            if data is None:
+                self._schemas[wanted.lower()] = None
+                continue
+            found = SchemaCatalog(data["name"], data.get("catalog"))
+            for actual, table in data["tables"].items():
+                found.tables[actual.lower()] = actual
+                found.types[actual] = table.get("type")
+                found.columns[actual] = [Column(str(n), str(t)) for n, t in table["columns"]]
+            self._schemas[wanted.lower()] = found
+
+    @classmethod
+    def from_catalog(cls, engine: Engine, catalog: dict[str, Any], **kwargs: Any) -> WarehouseReader:
+        """A reader that starts with ``catalog`` (see :meth:`seed_catalog`): a slice task built so
+        sends no discovery statement."""
+        reader = cls(engine, **kwargs)
+        reader.seed_catalog(catalog)
+        return reader
 
     # -- discovery ------------------------------------------------------------------------------
-    def tables(self, schema: str) -> dict[str, str]:
-        """Base tables of ``schema`` as ``{lower-case name: actual name}`` (empty if no schema)."""
-        sql = sa.text(
-            "SELECT table_name FROM information_schema.tables "
-            "WHERE lower(table_schema) = :schema AND table_type IN ('BASE TABLE', 'TABLE')"
+    def discover(self, schemas: Iterable[str]) -> None:
+        """Discover every schema of ``schemas`` not yet known: one statement per schema."""
+        for schema in schemas:
+            self._schema(schema)
+
+    def _schema(self, schema: str) -> SchemaCatalog | None:
+        wanted = schema.lower()
+        if wanted not in self._schemas:
+            self._schemas[wanted] = self._discover(schema)
+        return self._schemas[wanted]
+
+    def discovery_sql(self, schema: str) -> tuple[str, dict[str, Any]]:
+        """The one statement that discovers ``schema``: every table (with its type) and column.
+
+        Rows: ``table_schema, table_name, column_name, data_type, table_type, table_catalog``.
+        """
+        d = self.dialect
+        if d.schema_scoped_catalog:
+            source = f"{d.quote(schema)}.INFORMATION_SCHEMA"
+        else:
+            source = "information_schema"
+        catalog_filter = " AND c.table_catalog = current_database()" if d.qualify_catalog else ""
+        sql = (
+            "SELECT c.table_schema, c.table_name, c.column_name, c.data_type, t.table_type, c.table_catalog "
+            f"FROM {source}.columns AS c JOIN {source}.tables AS t "
+            "ON t.table_catalog = c.table_catalog AND t.table_schema = c.table_schema AND t.table_name = c.table_name "
+            f"WHERE lower(c.table_schema) = :schema{catalog_filter} "
+            "ORDER BY c.table_name, c.ordinal_position"
         )
-        with self.engine.connect() as conn:
-            names = [r[0] for r in conn.execute(sql, {"schema": schema.lower()})]
-        return {name.lower(): name for name in sorted(names)}
+        return sql, {"schema": schema.lower()}
+
+    def _discover(self, schema: str) -> SchemaCatalog | None:
+        sql, params = self.discovery_sql(schema)
+        with self._lock:
+            self.discovery_statements += 1
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(sa.text(sql), params).fetchall()
+        except sa.exc.DBAPIError as error:
+            if self.dialect.schema_scoped_catalog and "not found" in str(error).lower():
+                return None  # BigQuery: the dataset does not exist
+            raise
+        return catalog_from_rows(rows, self.dialect)
+
+    def _display(self, name: str) -> str:
+        """A name as callers see it: Segment's lower-case where the engine folds names upper
+        (Snowflake ``PAGES`` → ``pages``), so keys, meter names and dimensions never depend on the
+        engine; SQL always uses the warehouse's own spelling (:meth:`_actual_columns`, :meth:`_table`)."""
+        return name.lower() if self.dialect.folds_upper else name
+
+    def tables(self, schema: str) -> dict[str, str]:
+        """Base tables of ``schema`` as ``{lower-case name: name}`` (empty if no schema)."""
+        found = self._schema(schema)
+        return {} if found is None else {k: self._display(v) for k, v in sorted(found.tables.items())}
 
     def columns(self, schema: str, table: str) -> list[Column]:
         """Columns of ``schema.table`` in ordinal order (empty when the table does not exist)."""
-        sql = sa.text(
-            "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE lower(table_schema) = :schema AND table_name = :table ORDER BY ordinal_position"
-        )
-        with self.engine.connect() as conn:
-            rows = conn.execute(sql, {"schema": schema.lower(), "table": table}).fetchall()
-        return [Column(str(name), str(data_type)) for name, data_type in rows]
+        return [Column(self._display(c.name), c.data_type) for c in self._actual_columns(schema, table)]
+
+    def _actual_columns(self, schema: str, table: str) -> list[Column]:
+        found = self._schema(schema)
+        if found is None:
+            return []
+        actual = found.tables.get(table.lower(), table)
+        return list(found.columns.get(actual, []))
 
     def actual_schema(self, schema: str) -> str | None:
-        """The schema's spelling in the warehouse (``PROD`` on Snowflake), or None if it is absent."""
-        sql = sa.text("SELECT schema_name FROM information_schema.schemata WHERE lower(schema_name) = :schema")
-        with self.engine.connect() as conn:
-            row = conn.execute(sql, {"schema": schema.lower()}).first()
-        return None if row is None else str(row[0])
+        """The schema's name as the sync uses it (the warehouse's spelling; lower-case on engines
+        that fold names upper), or None if it is absent (or holds no table)."""
+        found = self._schema(schema)
+        return None if found is None else self._display(found.name)
 
     def event_streams(self, schemas: tuple[str, ...] | list[str], events: EventsConfig) -> list[EventStream]:
         """Every billable stream in the source schemas: pages, screens and each track event table
-        that passes the include/exclude lists. Missing schemas and tables are simply absent."""
+        that passes the include/exclude lists. Missing schemas and tables are simply absent
+        (:func:`amberflo_sync.discovery_report.missing_sources` says which)."""
         streams: list[EventStream] = []
         for wanted in schemas:
             schema = self.actual_schema(wanted)
@@ -182,14 +388,23 @@ class WarehouseReader:
 
     # -- windows --------------------------------------------------------------------------------
     def cursor_column(self, stream: EventStream, cursor: str) -> Column | None:
-        """The cursor column of ``stream`` (any case), or None when the table lacks it."""
+        """The cursor column of ``stream`` (any case), or None when the table lacks it. Where the
+        dialect has a load-time column of its own (BigQuery ``loaded_at``), it replaces the default
+        ``uuid_ts``."""
         columns = self.columns(stream.schema, stream.table)
-        actual = find_column([c.name for c in columns], cursor)
-        return next((c for c in columns if c.name == actual), None)
+        names = [c.name for c in columns]
+        candidates = [cursor]
+        if self.dialect.load_cursor and cursor.lower() == SEGMENT_LOAD_CURSOR:
+            candidates.insert(0, self.dialect.load_cursor)
+        for candidate in candidates:
+            actual = find_column(names, candidate)
+            if actual is not None:
+                return next(c for c in columns if c.name == actual)
+        return None
 
     def max_cursor(self, stream: EventStream, cursor: str) -> Any:
         """``MAX(cursor)`` of the table right now: the upper bound a run owns."""
-        sql = f"SELECT MAX({self._quote(cursor)}) FROM {self._table(stream)}"
+        sql = f"SELECT MAX({self._quote(self._actual(stream, cursor))}) FROM {self._table(stream)}"
         with self.engine.connect() as conn:
             return conn.execute(sa.text(_escape_colons(sql))).scalar()
 
@@ -200,45 +415,82 @@ class WarehouseReader:
         an ``id`` in the window (earliest cursor), 2+ for later copies, so duplicates are dropped
         across chunk boundaries.
         """
-        columns = self.columns(stream.schema, stream.table)
+        columns = self._actual_columns(stream.schema, stream.table)
         if not columns:
             log.warning("table %s does not exist (any more); nothing to read", stream.key)
             return
         names = [c.name for c in columns]
-        if self._is_duckdb:
-            # ``rowid`` identifies a row unless a column is called that (it would shadow it).
-            row_id = None if find_column(names, "rowid") else "rowid"
-            template, params = self._window_select(stream, window, names, row_id=row_id)
-            yield from self._stream_duckdb(template, params)
-        elif self._copy_types(columns) is not None:
-            template, params = self._window_select(stream, window, names, row_id=None)
-            yield from self._stream_postgres_copy(template, params, columns)
-        else:
-            template, params = self._window_select(stream, window, names, row_id=None)
-            yield from self._stream_sqlalchemy(template, params)
+        # ``rowid`` identifies a DuckDB row unless a column is called that (it would shadow it).
+        row_id = "rowid" if self._is_duckdb and not find_column(names, "rowid") else None
+        template, params = self._window_select(stream, window, names, row_id=row_id)
+        frames = self._read(template, params, columns)
+        try:
+            first = next(frames, None)
+        except Exception:
+            # the catalog is the plan's: a table dropped since then is gone, not an error
+            if self._table_gone(stream):
+                log.warning("table %s does not exist (any more); nothing to read", stream.key)
+                return
+            raise
+        if first is not None:
+            yield first
+            yield from frames
 
     def extract_ids(self, stream: EventStream, ids: list[str]) -> Iterator[pd.DataFrame]:
-        """The rows of ``stream`` whose ``id`` is one of ``ids`` (to retry or replay rejected rows)."""
-        columns = [c.name for c in self.columns(stream.schema, stream.table)]
-        id_column = find_column(columns, "id")
+        """The rows of ``stream`` whose ``id`` is one of ``ids`` (to retry or replay rejected rows).
+
+        Same SELECT shape (duplicate rank included) and same typed read path as
+        :meth:`extract_window`, so a retried row renders the bytes it rendered the first time.
+        """
+        columns = self._actual_columns(stream.schema, stream.table)
+        names = [c.name for c in columns]
+        id_column = find_column(names, "id")
         if id_column is None or not ids:
             return
-        select = ", ".join(self._quote(c) for c in columns)
-        template = f"SELECT {select} FROM {self._table(stream)} WHERE {self._quote(id_column)} IN {_param('ids')}"
-        sql = sa.text(_bind(_escape_colons(template), {"ids": None}, ":{}")).bindparams(
-            sa.bindparam("ids", expanding=True))
+        for start in range(0, len(ids), 1000):
+            batch = [str(i) for i in ids[start : start + 1000]]
+            params = {f"id{n}": value for n, value in enumerate(batch)}
+            where = f"t.{self._quote(id_column)} IN ({', '.join(_param(name) for name in params)})"
+            template, _ = self._window_select(stream, Window(None), names, row_id=None, where=where)
+            yield from self._read(template, params, columns)
+
+    def window_stats(self, stream: EventStream, cursor: str, lower: Any = None, *,
+                     include_null: bool = True) -> tuple[int, Any, Any]:
+        """``(rows, MIN(cursor), MAX(cursor))`` of the window ``(lower, MAX(cursor)]`` in ONE
+        statement — :meth:`max_cursor` and :meth:`count_window` together, for a plan that sends one
+        statement per stream. ``MAX`` is the whole table's (the upper bound the run owns); ``rows``
+        counts the NULL-cursor rows too when ``include_null``."""
+        if not self._actual_columns(stream.schema, stream.table):
+            return 0, None, None
+        actual = self._actual(stream, cursor)
+        c = f"t.{self._quote(actual)}"
+        params: dict[str, Any] = {}
+        if lower is None:
+            inside = "1 = 1" if include_null else f"{c} IS NOT NULL"
+            low = f"MIN({c})"
+        else:
+            params["lower"] = self._bound_value(stream, actual, lower)
+            after = f"{c} > {_param('lower')}"
+            inside = f"({after} OR {c} IS NULL)" if include_null else after
+            low = f"MIN(CASE WHEN {after} THEN {c} END)"
+        template = (f"SELECT COUNT(CASE WHEN {inside} THEN 1 END), {low}, MAX({c}) "
+                    f"FROM {self._table(stream)} AS t")
+        sql = _bind(_escape_colons(template), params, ":{}")
         with self.engine.connect() as conn:
-            for start in range(0, len(ids), 1000):
-                result = conn.execute(sql, {"ids": list(ids[start : start + 1000])})
-                rows = [tuple(r) for r in result]
-                if rows:
-                    yield _keep_float_nulls(pd.DataFrame.from_records(rows, columns=list(result.keys())), rows)
+            rows, low_value, high = conn.execute(sa.text(sql), params).one()
+        return int(rows or 0), low_value, high
+
+    def _table_gone(self, stream: EventStream) -> bool:
+        """Discover ``stream``'s schema again (after a read failed) and say whether its table is gone."""
+        self._schemas.pop(stream.schema.lower(), None)
+        return not self.columns(stream.schema, stream.table)
 
     def count_window(self, stream: EventStream, window: Window) -> tuple[int, Any, Any]:
         """``(rows, MIN(cursor), MAX(cursor))`` inside ``window`` — what fan-out planning splits."""
         if not self.columns(stream.schema, stream.table):
             return 0, None, None
-        bounds, params = self._bounds(window)
+        window = self._actual_window(stream, window)
+        bounds, params = self._bounds(window, stream)
         cursor = f"t.{self._quote(window.cursor)}" if window.cursor else "NULL"
         template = f"SELECT COUNT(*), MIN({cursor}), MAX({cursor}) FROM {self._table(stream)} AS t"
         if bounds:
@@ -250,9 +502,41 @@ class WarehouseReader:
 
     # -- internals ------------------------------------------------------------------------------
     def _table(self, stream: EventStream) -> str:
-        return f"{self._quote(stream.schema)}.{self._quote(stream.table)}"
+        found = self._schema(stream.schema)
+        schema = found.name if found is not None else stream.schema
+        table = found.tables.get(stream.table.lower(), stream.table) if found is not None else stream.table
+        name = f"{self._quote(schema)}.{self._quote(table)}"
+        if self.dialect.qualify_catalog and found is not None and found.catalog:
+            name = f"{self._quote(found.catalog)}.{name}"
+        return name
 
-    def _bounds(self, window: Window) -> tuple[str, dict[str, Any]]:
+    def _actual(self, stream: EventStream, column: str) -> str:
+        """``column`` as the warehouse spells it (``UUID_TS`` on Snowflake)."""
+        return find_column([c.name for c in self._actual_columns(stream.schema, stream.table)], column) or column
+
+    def _actual_window(self, stream: EventStream, window: Window) -> Window:
+        if window.cursor is None:
+            return window
+        actual = self._actual(stream, window.cursor)
+        if actual == window.cursor:
+            return window
+        return Window(actual, window.lower, window.upper, window.include_null)
+
+    def _bound_value(self, stream: EventStream | None, cursor: str, value: Any) -> Any:
+        """A window bound as the cursor column holds it: naive UTC for a zone-less timestamp column
+        (Redshift, Snowflake ``TIMESTAMP_NTZ``), UTC-zoned for a zoned one (BigQuery ``TIMESTAMP``),
+        so the comparison means the same instant on every engine."""
+        if stream is None or not isinstance(value, dt.datetime):
+            return value
+        column = next((c for c in self._actual_columns(stream.schema, stream.table) if c.name == cursor), None)
+        zoned = None if column is None else self.dialect.is_zoned(column)
+        if zoned is False and value.tzinfo is not None:
+            return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        if zoned is True and value.tzinfo is None:
+            return value.replace(tzinfo=dt.timezone.utc)
+        return value
+
+    def _bounds(self, window: Window, stream: EventStream | None = None) -> tuple[str, dict[str, Any]]:
         """The WHERE condition of a window over table alias ``t`` (placeholders from :func:`_param`)."""
         params: dict[str, Any] = {}
         if window.cursor is None:
@@ -261,10 +545,10 @@ class WarehouseReader:
         parts = []
         if window.lower is not None:
             parts.append(f"{cursor} > {_param('lower')}")
-            params["lower"] = window.lower
+            params["lower"] = self._bound_value(stream, window.cursor, window.lower)
         if window.upper is not None:
             parts.append(f"{cursor} <= {_param('upper')}")
-            params["upper"] = window.upper
+            params["upper"] = self._bound_value(stream, window.cursor, window.upper)
         if not parts:
             return ("" if window.include_null else f"{cursor} IS NOT NULL"), params
         if window.include_null:
@@ -272,16 +556,17 @@ class WarehouseReader:
         return f"({' AND '.join(parts)})", params
 
     def _window_select(
-        self, stream: EventStream, window: Window, names: list[str], *, row_id: str | None
+        self, stream: EventStream, window: Window, names: list[str], *, row_id: str | None, where: str | None = None
     ) -> tuple[str, dict[str, Any]]:
         """The SELECT of a window (with placeholders from :func:`_param`) and its parameters.
 
         With ``row_id`` (a column that identifies a row), only rows whose ``id`` occurs more than
         once are ranked, over a narrow projection, and the ranks are joined back by row id: the
         engine never holds whole rows of the window at once. Without it, one window function ranks
-        every row.
+        every row. ``where`` replaces the window's condition (:meth:`extract_ids`).
         """
-        bounds, params = self._bounds(window)
+        window = self._actual_window(stream, window)
+        bounds, params = (where, {}) if where is not None else self._bounds(window, stream)
         where = f" WHERE {bounds}" if bounds else ""
         table = f"{self._table(stream)} AS t"
         select = ", ".join(f"t.{self._quote(c)}" for c in names)
@@ -313,19 +598,51 @@ class WarehouseReader:
         )
         return template, params
 
+    def _read(self, template: str, params: dict[str, Any], columns: list[Column]) -> Iterator[pd.DataFrame]:
+        """Run a SELECT built by :meth:`_window_select` through the dialect's typed read path, and
+        hand out frames normalized the one way every path shares (:func:`_normalize_frame`)."""
+        fetch = self.dialect.fetch
+        if fetch == "duckdb":
+            frames = self._stream_duckdb(template, params)
+        elif fetch == "postgres_copy" and self._copy_types(columns) is not None:
+            frames = self._stream_postgres_copy(template, params, columns)
+        elif fetch == "snowflake":
+            frames = self._stream_snowflake(template, params)
+        else:
+            frames = self._stream_sqlalchemy(template, params, columns)
+        json_columns = [c.name for c in columns if _is_json_type(c.data_type)]
+        for frame in frames:
+            yield _normalize_frame(frame, json_columns, lower_names=self.dialect.folds_upper)
+
     def _stream_duckdb(self, template: str, params: dict[str, Any]) -> Iterator[pd.DataFrame]:
         sql = _bind(template, params, "${}")
         with self.engine.connect() as conn:
             raw = conn.connection.driver_connection
             duck = getattr(raw, "_ConnectionWrapper__c", raw).cursor()
             try:
-                _cap_duckdb_memory(duck)
+                _cap_duckdb_memory(duck)  # session settings: not counted as statements
+                self._count()
                 relation = duck.sql(sql, params=params or None)
                 for batch in relation.to_arrow_reader(self.chunk_rows):
                     if batch.num_rows:
-                        yield batch.to_pandas(use_threads=False, types_mapper=_arrow_floats)
+                        yield _arrow_frame(batch)
             finally:
                 duck.close()
+
+    def _stream_snowflake(self, template: str, params: dict[str, Any]) -> Iterator[pd.DataFrame]:
+        """The Snowflake connector's own Arrow result batches (no Python tuples), re-cut into
+        ``chunk_rows`` frames. Parameters are bound by the connector (``pyformat``)."""
+        sql = _bind(template.replace("%", "%%"), params, "%({})s")
+        with self.engine.connect() as conn:
+            raw = conn.connection.driver_connection
+            cursor = raw.cursor()
+            try:
+                self._count()
+                cursor.execute(sql, params or None)
+                batches = (b for table in cursor.fetch_arrow_batches() for b in table.to_batches())
+                yield from _rechunk(batches, self.chunk_rows)
+            finally:
+                cursor.close()
 
     def _copy_types(self, columns: list[Column]) -> dict[str, pa.DataType] | None:
         """Arrow types for the COPY path, or None when it does not apply (not PostgreSQL through
@@ -359,32 +676,26 @@ class WarehouseReader:
         with self.engine.connect() as conn:
             raw = conn.connection.driver_connection
             if raw.autocommit or raw.encoding != "UTF8":
-                # SET LOCAL needs a transaction, and pyarrow reads UTF-8 only: take the generic path.
+                # SET LOCAL needs a transaction, and pyarrow reads UTF-8 only: take the typed fallback.
                 conn.close()
-                yield from self._stream_sqlalchemy(template, params)
+                yield from self._stream_sqlalchemy(template, params, columns)
                 return
             with raw.cursor() as cur:
                 cur.execute("SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, MDY'")
                 copy_sql = b"COPY (" + cur.mogrify(sql, params) + b") TO STDOUT WITH (FORMAT csv)"
                 read_fd, write_fd = os.pipe()
                 copy = _CopyThread(cur, copy_sql, write_fd)
+                self._count()
                 finished = False
                 try:
                     with os.fdopen(read_fd, "rb", buffering=0) as source:
                         copy.start()
-                        batches = _open_csv_or_nothing(
-                            source,
-                            read_options=pacsv.ReadOptions(column_names=names, block_size=_PG_COPY_BLOCK_BYTES),
-                            parse_options=pacsv.ParseOptions(newlines_in_values=True),
-                            convert_options=pacsv.ConvertOptions(
-                                column_types=types,
-                                true_values=["t"],
-                                false_values=["f"],
-                                null_values=[""],
-                                strings_can_be_null=True,
-                                quoted_strings_can_be_null=False,
-                            ),
-                        )
+                        try:
+                            batches = _open_copy_csv(source, names, types)
+                        except pa.ArrowInvalid as error:
+                            if "empty csv" not in str(error).lower():
+                                raise
+                            batches = iter(())  # no row in the window (a CSV without any line)
                         for frame in _rechunk(batches, self.chunk_rows):
                             for name in numeric:
                                 frame[name] = _decimals(frame[name])
@@ -397,16 +708,48 @@ class WarehouseReader:
                 if copy.error is not None:
                     raise copy.error
 
-    def _stream_sqlalchemy(self, template: str, params: dict[str, Any]) -> Iterator[pd.DataFrame]:
+    def _stream_sqlalchemy(
+        self, template: str, params: dict[str, Any], columns: list[Column] | None = None
+    ) -> Iterator[pd.DataFrame]:
+        """The typed fallback: a server-side cursor whose chunks become Arrow arrays typed from
+        ``information_schema`` (a BIGINT column stays int64 next to NULLs, whatever the chunk)."""
         sql = _bind(_escape_colons(template), params, ":{}")
+        declared = {c.name: _arrow_type(c.data_type) for c in columns or []}
+        if find_column(list(declared), "id") is not None:
+            declared[DUP_RANK_COLUMN] = pa.int64()
+        # PostgreSQL drivers hand JSON columns over parsed (a JSON string "a" arrives as 'a'): print
+        # them back as JSON text, which is what every other path reads
+        parsed_json = {c.name for c in columns or [] if _is_json_type(c.data_type)} \
+            if self.engine.dialect.name == "postgresql" else set()
         with self.engine.connect() as conn:
             result = conn.execution_options(stream_results=True, max_row_buffer=self.chunk_rows).execute(
                 sa.text(sql), params
             )
             keys = list(result.keys())
+            positions = [i for i, key in enumerate(keys) if key in parsed_json]
             for part in result.partitions(self.chunk_rows):
-                frame = pd.DataFrame.from_records([tuple(r) for r in part], columns=keys)
-                yield _keep_float_nulls(frame, part)
+                rows = [tuple(r) for r in part]
+                if positions:
+                    rows = [_json_text_at(row, positions) for row in rows]
+                yield _arrow_frame(_typed_batch(keys, rows, declared))
+
+
+def _open_copy_csv(source: Any, names: list[str], types: dict[str, pa.DataType]) -> Any:
+    """pyarrow's streaming reader over PostgreSQL's CSV (``t``/``f`` booleans, empty = NULL,
+    quoted empty = empty string)."""
+    return pacsv.open_csv(
+        source,
+        read_options=pacsv.ReadOptions(column_names=names, block_size=_PG_COPY_BLOCK_BYTES),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(
+            column_types=types,
+            true_values=["t"],
+            false_values=["f"],
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+        ),
+    )
 
 
 class _CopyThread(threading.Thread):
@@ -461,22 +804,129 @@ def _duckdb_bytes(text: str) -> float:
         return float("inf")
 
 
-def _keep_float_nulls(frame: pd.DataFrame, rows: list[Any]) -> pd.DataFrame:
-    """Rebuild the float columns of a DB-API chunk so NULL and NaN stay apart (see :func:`_arrow_floats`)."""
-    floats = [i for i, dtype in enumerate(frame.dtypes) if pd.api.types.is_float_dtype(dtype)]
-    if not floats:
-        return frame
-    columns = list(zip(*rows))
-    for i in floats:
-        values = columns[i]
-        if any(type(v) is int for v in values):
-            # a BIGINT column with NULLs (pandas made it float64): Arrow refuses ints beyond 2**53
-            # as float64, so convert them the way pandas did (correctly rounded)
-            values = [v if v is None or isinstance(v, float) else float(v) for v in values]
-        frame[frame.columns[i]] = pd.Series(
-            pa.array(values, type=pa.float64(), from_pandas=False), dtype=pd.ArrowDtype(pa.float64()),
-            index=frame.index)
+def catalog_from_rows(rows: Iterable[Any], dialect: Dialect) -> SchemaCatalog | None:
+    """A :class:`SchemaCatalog` from the rows of :meth:`WarehouseReader.discovery_sql` (None when
+    the schema holds no readable table). Pure: BigQuery/Databricks answers are tested recorded."""
+    found: SchemaCatalog | None = None
+    readable = {t.upper() for t in dialect.table_types}
+    for table_schema, table_name, column_name, data_type, table_type, table_catalog in rows:
+        if str(table_type or "").upper() not in readable:
+            continue
+        if found is None:
+            found = SchemaCatalog(str(table_schema), None if table_catalog is None else str(table_catalog))
+        table = str(table_name)
+        found.tables[table.lower()] = table
+        found.types[table] = str(table_type)
+        found.columns.setdefault(table, []).append(Column(str(column_name), str(data_type)))
+    return found
+
+
+_JSON_TYPES = {"JSON", "JSONB", "VARIANT", "OBJECT", "SUPER"}
+
+
+def _is_json_type(data_type: str) -> bool:
+    return data_type.upper() in _JSON_TYPES
+
+
+def _arrow_type(data_type: str) -> pa.DataType | None:
+    """The Arrow type the typed fallback builds a column as (None: inferred from the values)."""
+    t = data_type.upper().strip()
+    if t in ("BIGINT", "INTEGER", "INT", "SMALLINT", "TINYINT", "INT64", "INT8", "INT4", "INT2", "LONG", "SHORT",
+             "BYTE"):
+        return pa.int64()
+    if t in ("DOUBLE", "DOUBLE PRECISION", "FLOAT", "FLOAT8", "FLOAT4", "FLOAT64", "REAL"):
+        return pa.float64()
+    if t in ("BOOLEAN", "BOOL"):
+        return pa.bool_()
+    return None
+
+
+def _typed_batch(keys: list[str], rows: list[tuple], declared: dict[str, pa.DataType | None]) -> pa.Table | pd.DataFrame:
+    """DB-API rows as one Arrow table, each column of its declared type, else of the type Arrow
+    infers from the Python values (ints stay ints, NULL stays NULL, NaN stays NaN); a column
+    Arrow cannot hold (mixed Python types) stays as Python objects."""
+    columns = list(zip(*rows)) if rows else [() for _ in keys]
+    arrays: dict[str, pa.Array] = {}
+    objects: dict[str, list] = {}
+    for key, values in zip(keys, columns):
+        wanted = declared.get(key)
+        for arrow_type in ([wanted] if wanted is not None else []) + [None]:
+            try:
+                array = pa.array(list(values), type=arrow_type, from_pandas=False)
+            except (pa.ArrowException, TypeError, ValueError, OverflowError):
+                continue
+            if not pa.types.is_decimal(array.type):  # Decimals stay the driver's objects (scale kept)
+                arrays[key] = array
+            break
+        if key not in arrays:
+            objects[key] = list(values)
+    if not objects:
+        return pa.table(arrays)
+    frame = _arrow_frame(pa.table(arrays)) if arrays else pd.DataFrame(index=range(len(rows)))
+    for key, values in objects.items():
+        frame[key] = pd.Series(values, dtype=object, index=frame.index)
+    return frame[keys]
+
+
+def _arrow_frame(data: pa.RecordBatch | pa.Table | pd.DataFrame) -> pd.DataFrame:
+    """The one Arrow → pandas conversion every read path ends in (types: :func:`_arrow_floats`)."""
+    if isinstance(data, pd.DataFrame):
+        return data
+    return data.to_pandas(use_threads=False, types_mapper=_arrow_floats)
+
+
+def _normalize_frame(frame: pd.DataFrame, json_columns: list[str], *, lower_names: bool) -> pd.DataFrame:
+    """What every path does last: names as Segment spells them (lower-case where the engine folds
+    them upper) and JSON values as canonical text (sorted keys, no spaces), whatever the engine
+    printed or the driver parsed."""
+    for name in json_columns:
+        if name in frame.columns:
+            frame[name] = pd.Series([_canonical_json(v) for v in frame[name].astype(object)], index=frame.index,
+                                    dtype=object)
+    if lower_names:
+        frame.columns = [str(c).lower() for c in frame.columns]
     return frame
+
+
+def _json_text_at(row: tuple, positions: list[int]) -> tuple:
+    values = list(row)
+    for i in positions:
+        if values[i] is not None:
+            values[i] = orjson.dumps(values[i], default=str, option=orjson.OPT_SORT_KEYS).decode()
+    return tuple(values)
+
+
+def _canonical_json(value: Any) -> Any:
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, (bytes, str)):
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return value
+    if value is None:
+        # JSON ``null`` is no value, like SQL NULL: drivers that parse JSON (psycopg2) cannot tell
+        # them apart, so neither may the record
+        return None
+    return orjson.dumps(_json_numbers(value), default=str, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _json_numbers(value: Any) -> Any:
+    """JSON numbers as I-JSON reads them (doubles), whole ones within ±2**53 printed as integers:
+    engines print the same number differently (PostgreSQL ``jsonb`` keeps ``numeric`` digits,
+    ``60063382467772420``; DuckDB keeps the text, ``6.006338246777242e+16``)."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float, decimal.Decimal)):
+        number = float(value)
+        if number.is_integer() and abs(number) < 2**53:
+            return int(number)
+        return number
+    if isinstance(value, dict):
+        return {str(k): _json_numbers(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_numbers(v) for v in value]
+    return value
 
 
 def _arrow_floats(arrow_type: pa.DataType) -> pd.ArrowDtype | None:
@@ -507,12 +957,12 @@ def _rechunk(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pd.DataFr
         count += batch.num_rows
         while count >= rows:
             table = pa.Table.from_batches(pending)
-            yield table.slice(0, rows).to_pandas(use_threads=False, types_mapper=_arrow_floats)
+            yield _arrow_frame(table.slice(0, rows))
             rest = table.slice(rows)
             pending = rest.to_batches() if rest.num_rows else []
             count = rest.num_rows
     if count:
-        yield pa.Table.from_batches(pending).to_pandas(use_threads=False, types_mapper=_arrow_floats)
+        yield _arrow_frame(pa.Table.from_batches(pending))
 
 
 def _decimals(column: pd.Series) -> pd.Series:
@@ -543,14 +993,3 @@ def _escape_colons(sql: str) -> str:
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
-
-def _open_csv_or_nothing(source: Any, **options: Any) -> Iterator[pa.RecordBatch]:
-    """``pyarrow.csv.open_csv`` over a COPY's output, or no batches when the COPY printed nothing:
-    pyarrow refuses an empty CSV ("Empty CSV file"), and an empty table (an Engage ``users`` table
-    between two loads) is not an error."""
-    try:
-        return pacsv.open_csv(source, **options)
-    except pa.ArrowInvalid as exc:
-        if "Empty CSV file" not in str(exc):
-            raise
-        return iter(())

@@ -46,16 +46,18 @@ def build_runtime(config: SyncConfig | None = None, warehouse_url: str | None = 
     any number of parallel readers); otherwise one read-write engine serves both.
     """
     config = config or load_config()
+    read_only = bool(config.state.url)
     if warehouse_url is None:
         from amberflo_sync.hooks import SegmentWarehouseHook
 
-        warehouse_url = SegmentWarehouseHook().get_url()
+        warehouse = SegmentWarehouseHook().get_warehouse_engine(read_only=read_only)
+        engine, dialect = warehouse.engine, warehouse.dialect
+    else:
+        engine, dialect = create_engine(warehouse_url, read_only=read_only), None
+    reader = WarehouseReader(engine, chunk_rows=config.chunk_rows, dialect=dialect)
     if config.state.url:
-        reader = WarehouseReader(create_engine(warehouse_url, read_only=True), chunk_rows=config.chunk_rows)
         state = StateStore.from_url(config.state.url, schema=config.state.schema)
     else:
-        engine = create_engine(warehouse_url)
-        reader = WarehouseReader(engine, chunk_rows=config.chunk_rows)
         state = StateStore(engine, schema=config.state.schema)
     return Runtime(config, reader, state, Ledger(state))
 
@@ -86,6 +88,7 @@ def run_event_slices(unit: list[dict[str, Any]], context: Mapping[str, Any], run
     from amberflo_sync.isolation import IsolatingSender
 
     runtime = runtime or build_runtime()
+    _take_plan_catalog(runtime, context)
     rules = run_kinds.from_context(context)
     params = dict(context.get("params") or {})
     run_id = str(context["run_id"])
@@ -101,6 +104,15 @@ def run_event_slices(unit: list[dict[str, Any]], context: Mapping[str, Any], run
             result["http_requests"] = client.stats.requests
             result["http_retries"] = client.stats.retries
     return results
+
+
+def _take_plan_catalog(runtime: Runtime, context: Mapping[str, Any]) -> None:
+    """Seed the slice's reader with the plan's discovery answers: a slice sends no discovery
+    statement (on Snowflake, BigQuery or Databricks every statement costs warehouse time)."""
+    pull = getattr(context.get("ti"), "xcom_pull", None)
+    plan = pull(task_ids="plan_slices", key="plan") if pull is not None else None
+    if plan and plan.get("catalog"):
+        runtime.reader.seed_catalog(plan["catalog"])
 
 
 def finish_event_run(plan: dict[str, Any] | None, context: Mapping[str, Any], runtime: Runtime | None = None) -> str:

@@ -330,7 +330,9 @@ def meter_values(value: pd.Series | None, n: int) -> tuple[np.ndarray, np.ndarra
         text = text_series(pc.utf8_trim_whitespace(column_text(as_text)), as_text.index)
         numbers = pd.to_numeric(text, errors="coerce").astype("float64").to_numpy(dtype="float64", na_value=np.nan)
     ok = ~present | np.isfinite(numbers)
-    return np.where(present & ok, numbers, 1.0), ok
+    # + 0.0 turns -0.0 into 0.0: "-0" parses to 0 or -0.0 depending on what else its chunk holds
+    # (pandas picks int64 or float64 per chunk), and a row must render the same bytes in any chunk
+    return np.where(present & ok, numbers, 1.0) + 0.0, ok
 
 
 def meter_names(rows: pd.DataFrame, *, kind: str, table: str) -> pd.Series:

@@ -51,7 +51,7 @@ AIRFLOW_COMMANDS = {
 AIRFLOW_SERVICES = {"airflow-init", *AIRFLOW_COMMANDS}
 #: Packages of requirements.txt the image does not install: Airflow comes from the base image;
 #: the rest is for tests and the benchmark only.
-NOT_IN_IMAGE = {"apache-airflow", "pytest", "pytest-mock", "amberflo-metering-python"}
+NOT_IN_IMAGE = {"apache-airflow", "pytest", "pytest-mock", "amberflo-metering-python", "hypothesis", "fakesnow[server]"}
 
 # --- reading the files the way Compose does ----------------------------------------------------------
 

@@ -46,6 +46,7 @@ class EngageHarness(CustomersHarness):
                     **engage) -> RunStats:
         """One Engage DAG run's ``sync_space`` task for one space."""
         engage.setdefault("spaces", (self.warehouse.schema(schema),))
+        self.new_run()
         runtime = self.runtime(SyncConfig(source_schemas=("prod",), chunk_rows=2, engage=EngageConfig(**engage)))
         space = {"key": self.warehouse.schema(schema).lower(), "schema": self.warehouse.schema(schema),
                  "shape": shape} if shape else next(s for s in discover_engage_spaces(runtime)

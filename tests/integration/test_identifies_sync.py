@@ -58,8 +58,13 @@ class CustomersHarness:
         frame = identify_rows(calls, loaded=when, start=kw.pop("start", when), prefix=f"l{self.loads}", **kw)
         self.warehouse.write("prod", "identifies", frame, replace=self.loads == 1)
 
+    def new_run(self) -> None:
+        """Each run is a new task with a new reader: a reader keeps its catalog for its life."""
+        self.reader = WarehouseReader(self.reader.engine, chunk_rows=CONFIG.chunk_rows)
+
     def sync(self, params: dict | None = None) -> RunStats:
         """One identify DAG run: discover, then the mapped ``sync_customers`` task."""
+        self.new_run()
         runtime = self.runtime(replace(CONFIG, source_schemas=(self.warehouse.schema("prod"),)))
         context = {"run_id": f"manual__{time.monotonic_ns()}", "params": dict(params or {}),
                    "dag_run": type("DagRun", (), {"run_type": "manual"})()}
