@@ -66,13 +66,16 @@ class CeleryCluster:
         self.logs: dict[str, Path] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
+    #: Celery workers to start (none for the LocalExecutor cluster)
+    workers: tuple[str, ...] = ("worker1", "worker2")
+
     def start(self) -> None:
         self._create_database()
         self._run(["db", "migrate"], timeout=300)
         self._spawn("api-server", ["api-server", "--port", str(self.port), "--host", "127.0.0.1"])
         self._spawn("scheduler", ["scheduler"])
         self._spawn("dag-processor", ["dag-processor"])
-        for name in ("worker1", "worker2"):
+        for name in self.workers:
             self._spawn(name, ["celery", "worker", "--celery-hostname", f"{name}@%h", "--concurrency", "2"],
                         {"AMBERFLO_SYNC_WORKER_NAME": name})
         self._wait_http(f"http://127.0.0.1:{self.port}/api/v2/version", timeout=180)
@@ -202,3 +205,18 @@ def _json_array(text: str) -> list[dict]:
             pass
         start = text.find("[", start + 1)
     return []
+
+
+class LocalCluster(CeleryCluster):
+    """The same processes with the LocalExecutor: tasks run as children of the scheduler."""
+
+    workers = ()
+
+    def __init__(self, work: Path, extra_env: dict[str, str]) -> None:
+        super().__init__(work, extra_env)
+        self.env["AIRFLOW__CORE__EXECUTOR"] = "LocalExecutor"
+        self.env["AIRFLOW__CORE__PARALLELISM"] = "4"
+
+    def runs(self, dag_id: str) -> list[dict]:
+        result = self._run(["dags", "list-runs", dag_id, "-o", "json"], check=False)
+        return _json_array(result.stdout) if result.returncode == 0 else []
