@@ -280,3 +280,24 @@ def test_a_dry_run_shows_the_ended_membership_and_writes_nothing(engage):
     assert engage.traits() == {"u1": {AUDIENCE: "true"}}
     # nothing forgotten: u2 (nothing to end) still has its fingerprint row
     assert set(engage.state.load_fingerprints(space.key, ["u1", "u2"])) == {"u1", "u2"}
+
+
+def test_a_refused_customer_of_a_track_shaped_space_is_retried_after_its_events_left_the_window(engage):
+    """Its watermark moved past the refused user's event: the retry comes from the state, and resolves."""
+    from amberflo_sync.emulator import FaultConfig
+
+    engage.emulator.set_faults(FaultConfig(refuse_customer_writes=("u1",)))
+    engage.warehouse.write("personas_legacy", "audience_entered", track_events("audience_entered", [
+        ("u1", AUDIENCE, 1, True), ("u2", AUDIENCE, 1, True)]))
+    assert engage.sync_engage("personas_legacy").rejected == 1
+    later = track_events("audience_entered", [("u3", AUDIENCE, 30, True)])
+    later["uuid_ts"] = BASE_TIME + pd.Timedelta(hours=5)  # the next window no longer holds u1's event
+    later["id"] = "later-0"
+    frame = pd.concat([track_events("audience_entered", [("u1", AUDIENCE, 1, True), ("u2", AUDIENCE, 1, True)]),
+                       later], ignore_index=True)
+    engage.warehouse.write("personas_legacy", "audience_entered", frame)
+    engage.emulator.set_faults(FaultConfig())
+    stats = engage.sync_engage("personas_legacy")
+    assert stats.details["rejected_resolved"] == 1
+    assert engage.traits() == {"u1": {AUDIENCE: "true"}, "u2": {AUDIENCE: "true"}, "u3": {AUDIENCE: "true"}}
+    assert engage.ledger.rejected_rows() == []

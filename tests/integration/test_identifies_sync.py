@@ -193,3 +193,22 @@ def test_the_customers_lock_keeps_two_writers_apart(sqlite_state_url):
     with pytest.raises(TimeoutError), state.lock("customers", holder="x"):
         with state.lock("customers", holder="y", timeout=0.1, poll=0.01):
             pass
+
+
+def test_a_refused_customer_is_retried_later_with_its_full_record(customers):
+    """Its identify rows have left the overlap window by then: the retry must come from the merged
+    values kept in the state (once it was re-created with only its id: no name, email or traits)."""
+    from amberflo_sync.emulator import FaultConfig
+
+    customers.emulator.set_faults(FaultConfig(refuse_customer_writes=("some_user_id",)))
+    customers.load([SEED_TRAITS])
+    assert customers.sync().rejected == 1
+    customers.load([{"user_id": "someone_else", "name": "Other"}])  # 3 h later: the refused rows are old
+    customers.sync()  # still refused: one more attempt
+    customers.emulator.set_faults(FaultConfig())
+    stats = customers.sync()
+    assert stats.details["rejected_resolved"] == 1
+    customer = customers.customer()
+    assert customer["customerName"] == "John Doe" and customer["customerEmail"] == "john.doe@email.com"
+    assert customer["traits"]["plan"] == "premium"
+    assert customers.ledger.rejected_rows() == []

@@ -65,6 +65,8 @@ class FaultConfig:
     :param refuse_customers: customer ids whose meter records are answered 400 ("customer ... does
         not exist"), like an Amberflo account that refuses meters of unknown customers; the whole
         request is refused, so a client must isolate the record to send the rest.
+    :param refuse_customer_writes: customer ids whose ``POST``/``PUT /customers`` is answered 400 (a
+        customer Amberflo refuses, e.g. a rule of the account).
     :param rate_lose: fraction of accepted meter records silently *not* stored (the request is
         answered 200 as usual): usage drift of the "missing" kind, for reconciliation tests.
     :param rate_double: fraction of accepted meter records stored a second time with different
@@ -91,6 +93,7 @@ class FaultConfig:
     short_ingest_by: int = 0
     short_ingest_requests: int | None = None
     refuse_customers: tuple[str, ...] = ()
+    refuse_customer_writes: tuple[str, ...] = ()
     rate_lose: float = 0.0
     rate_double: float = 0.0
     seed: int = 0
@@ -144,6 +147,7 @@ class FaultConfig:
         """The configuration as a JSON-ready dict (``GET /__emulator/faults``)."""
         data = dataclasses.asdict(self)
         data["refuse_customers"] = list(self.refuse_customers)  # JSON has lists, not tuples
+        data["refuse_customer_writes"] = list(self.refuse_customer_writes)
         return data
 
     @classmethod
@@ -159,8 +163,9 @@ class FaultConfig:
         if unknown:
             raise ValueError(f"unknown fault setting(s): {', '.join(unknown)}")
         data = dict(data)
-        if "refuse_customers" in data:
-            data["refuse_customers"] = tuple(data["refuse_customers"] or ())
+        for field in ("refuse_customers", "refuse_customer_writes"):
+            if field in data:
+                data[field] = tuple(data[field] or ())
         return cls(**data)
 
 

@@ -489,6 +489,8 @@ class _Handler(BaseHTTPRequestHandler):
             return 400, _error(str(error)), _JSON
         if customer_id is not None and customer["customerId"] != customer_id:
             return 400, _error("field 'customerId': does not match the id in the URL"), _JSON
+        if customer["customerId"] in self.server.state.injector.config.refuse_customer_writes:
+            return 400, _error(f"customer {customer['customerId']!r} refused (injected fault)"), _JSON
         if name == "customers.post":
             stripe = query.get("autoCreateCustomerInStripe", ["false"])[0].lower() == "true"
             try:
