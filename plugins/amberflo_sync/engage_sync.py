@@ -109,6 +109,7 @@ def sync_engage_space(
     space, one incremental slice per table whose watermark the ledger moves when the plan closes.
     """
     rules = rules or RunRules("manual", dry_run=dry_run is not None)
+    statements_before = getattr(reader, "statements", 0)
     keys = KeyFilter(config.engage.include, config.engage.exclude)
     log.info("%s: %s-shaped Engage space%s", space.key, space.shape, " [dry run]" if dry_run else "")
     slices = [Slice(EventStream(space.schema, "users", "engage"), SNAPSHOT, Window(cursor=None))]
@@ -131,6 +132,7 @@ def sync_engage_space(
                                     stats)
             new_fingerprints = {}
         grouped = group_updates(updates)
+        stats.statements = getattr(reader, "statements", 0) - statements_before
         stats.details = {"users_changed": len(grouped), "trait_updates": len(updates)}
         if dry_run is not None:
             result = writer.write(grouped, dry_run_limit=dry_run.limit)

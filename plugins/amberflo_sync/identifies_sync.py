@@ -65,6 +65,7 @@ def sync_identifies(
         customers created/updated/unchanged.
     """
     rules = rules or RunRules("manual", dry_run=dry_run is not None)
+    statements_before = getattr(reader, "statements", 0)
     mark = ledger.watermark(stream.key)
     window = plan_window(reader, None if (mark is None or full_resync) else mark.value, stream, config)
     log.info("%s: reading identifies in (%s, %s]%s", stream.key, bound_text(window.lower, "beginning"),
@@ -86,6 +87,7 @@ def sync_identifies(
             if len(parts) >= 8:  # keep memory bounded by the customers in the window, not its rows
                 parts = [latest_updates(parts)]
         stats.sent = stats.read - stats.skipped - stats.duplicates
+        stats.statements = getattr(reader, "statements", 0) - statements_before
         updates = group_updates(latest_updates(parts))
         if dry_run is not None:
             log.info("%s: %d rows → %d customers to check", stream.key, stats.read, len(customers))
