@@ -409,18 +409,16 @@ class Ledger:
                                  f"VALUES ({', '.join(':' + k for k in params)})"), params)
 
     def runs(self, stream: str | None = None, *, run_id: str | None = None) -> list[dict[str, Any]]:
-        sql = f"SELECT * FROM {self._t('sync_runs')}"
-        where, params = [], {}
-        if stream is not None:
-            where.append("stream = :stream")
-            params["stream"] = stream
-        if run_id is not None:
-            where.append("run_id = :run_id")
-            params["run_id"] = run_id
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+        """``sync_runs`` rows (of a stream, of a run: both indexed lookups), oldest first."""
+        return self._select("*", "sync_runs", {"stream": stream, "run_id": run_id}, "started_at, stream")
+
+    def _select(self, columns: str, table: str, equal: Mapping[str, Any], order: str) -> list[dict[str, Any]]:
+        """Rows of a ledger table whose columns equal the given values (None = any), in ``order``."""
+        params = {k: v for k, v in equal.items() if v is not None}
+        where = " WHERE " + " AND ".join(f"{k} = :{k}" for k in params) if params else ""
         with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(sa.text(sql + " ORDER BY started_at, stream"), params).mappings()]
+            rows = conn.execute(sa.text(f"SELECT {columns} FROM {self._t(table)}{where} ORDER BY {order}"), params)
+            return [dict(r) for r in rows.mappings()]
 
     def quiet_runs(self, streams: Sequence[str], runs: int) -> int:
         """How many of the last ``runs`` runs over ``streams`` read no row at all (newest first, stopping
@@ -524,20 +522,9 @@ class Ledger:
 
     def rejected_rows(self, stream: str | None = None, *, status: str | None = OPEN) -> list[dict[str, Any]]:
         """Rejected rows (default: the open ones; ``status=None`` = all, whatever their status)."""
-        sql = (f"SELECT stream, row_id, reason, status, row_json, first_seen, last_seen, attempts, run_id, "
-               f"resolved_at FROM {self._t('rejected_rows')}")
-        where, params = [], {}
-        if stream is not None:
-            where.append("stream = :stream")
-            params["stream"] = stream
-        if status is not None:
-            where.append("status = :status")
-            params["status"] = status
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        with self.engine.connect() as conn:
-            rows = conn.execute(sa.text(sql + " ORDER BY stream, row_id, reason"), params).mappings().all()
-        return [dict(r) for r in rows]
+        return self._select("stream, row_id, reason, status, row_json, first_seen, last_seen, attempts, run_id, "
+                            "resolved_at", "rejected_rows", {"stream": stream, "status": status},
+                            "stream, row_id, reason")
 
 
 class LedgerError(RuntimeError):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
 
 import pytest
@@ -12,6 +11,7 @@ from amberflo_sync.customers import CustomerState
 from amberflo_sync.ledger import Ledger
 from amberflo_sync.reader import create_engine
 from amberflo_sync.state import SCHEMA_VERSION, StateStore
+from tests.locks import contend
 
 LONG_ID = "u" * 5000  # longer than any VARCHAR(1024) and than PostgreSQL's btree entry limit
 
@@ -55,19 +55,7 @@ def test_the_state_schema_is_written_unquoted_so_the_warehouse_folds_it(state):
 
 
 def test_two_concurrent_lock_holders_exactly_one_wins(state):
-    barrier = threading.Barrier(2)
-    won = []
-
-    def contend(name: str) -> None:
-        barrier.wait()
-        if state.try_lock("customers", name):
-            won.append(name)
-
-    threads = [threading.Thread(target=contend, args=(n,)) for n in ("identify", "engage")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    won = contend(state)
     assert len(won) == 1
     assert not state.try_lock("customers", "third")
     state.release_lock("customers", won[0])

@@ -4,7 +4,6 @@ engine that does not enforce primary keys (exactly one of two concurrent holders
 
 from __future__ import annotations
 
-import threading
 
 import pytest
 import sqlalchemy as sa
@@ -14,6 +13,7 @@ pytest.importorskip("fakesnow", reason="fakesnow[server] is installed from requi
 from amberflo_sync.hooks import SegmentWarehouseHook  # noqa: E402
 from amberflo_sync.ledger import Ledger  # noqa: E402
 from amberflo_sync.state import StateStore  # noqa: E402
+from tests.locks import contend  # noqa: E402
 from tests.snowflake_warehouse import SnowflakeWarehouse, fakesnow_server  # noqa: E402
 
 
@@ -41,19 +41,7 @@ def test_the_state_schema_is_folded_like_any_unquoted_name(snowflake_state):
 
 
 def test_two_concurrent_lock_holders_exactly_one_wins_where_keys_are_not_enforced(snowflake_state):
-    barrier = threading.Barrier(2)
-    won = []
-
-    def contend(name: str) -> None:
-        barrier.wait()
-        if snowflake_state.try_lock("customers", name):
-            won.append(name)
-
-    threads = [threading.Thread(target=contend, args=(n,)) for n in ("identify", "engage")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    won = contend(snowflake_state)
     assert len(won) == 1
     assert not snowflake_state.try_lock("customers", "third")
     snowflake_state.release_lock("customers", won[0])
