@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from amberflo_sync.demo.generate import generate_warehouse
+from amberflo_sync.ledger import Ledger
 from amberflo_sync.state import StateStore
 from tests.conftest import PG_URL, require_service
 from tests.distributed.cluster import CeleryCluster
@@ -82,7 +83,7 @@ def test_celery_workers_share_the_slices_and_bill_every_record_once(services, tm
             ids = set()
             for schema, table in tables:
                 ids |= {r[0] for r in conn.execute(sa.text(f'SELECT DISTINCT id FROM "{schema}"."{table}"'))}
-        rejected = {r["row_id"] for r in store.rejected_rows()}
+        rejected = {r["row_id"] for r in Ledger(store).rejected_rows()}
         assert set(billed) == ids - rejected
         assert emulator.stats()["distinct"] == len(billed)
     finally:
