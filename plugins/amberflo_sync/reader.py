@@ -892,7 +892,9 @@ def _json_text_at(row: tuple, positions: list[int]) -> tuple:
     values = list(row)
     for i in positions:
         if values[i] is not None:
-            values[i] = orjson.dumps(values[i], default=str, option=orjson.OPT_SORT_KEYS).decode()
+            # numbers as I-JSON reads them first: a driver-parsed integer beyond 64 bits would make
+            # orjson refuse the row (and crash the run); the canonical text is the same either way
+            values[i] = orjson.dumps(_json_numbers(values[i]), default=str, option=orjson.OPT_SORT_KEYS).decode()
     return tuple(values)
 
 
