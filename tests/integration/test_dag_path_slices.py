@@ -45,3 +45,38 @@ def test_an_earlier_failed_slice_holds_the_watermark_until_it_is_retried(duckdb_
         upper = [s for u in units for s in u][-1]["upper"]
         assert str(dag.ledger.watermark("prod.api_calls").value).replace(" ", "T")[:19] == upper.replace(" ", "T")[:19]
     assert sorted(r["uniqueId"] for r in emulator.records()) == [f"a-{i}" for i in range(8)]
+
+
+def test_a_cleared_run_after_new_rows_landed_never_counts_its_first_attempt(duckdb_warehouse, emulator, api_key,
+                                                                          sqlite_state_url):
+    """The run succeeded, new rows landed, the user cleared it: the re-planned slice's worker died before
+    recording anything. Once, ``finish`` counted the first attempt's success (same run id, same slice
+    number, another window) and moved the watermark past rows never sent; no later run sent them."""
+    import pandas as pd
+
+    from tests.segment_rows import BASE_TIME
+
+    first = event_rows(3, prefix="a", event_text="ApiCalls")
+    duckdb_warehouse.write("prod", "api_calls", first)
+    config = replace(CONFIG, fan_out=FanOutConfig())
+    with DagPath(duckdb_warehouse.url, sqlite_state_url, config, read_only=False) as dag, \
+            amberflo_connection(emulator.url, api_key):
+        context = dag.context("scheduled__2026-11-20T11:00:00+00:00")
+        assert dag.run(context).succeeded
+        mark = dag.ledger.watermark("prod.api_calls").value
+        late = event_rows(2, prefix="late", loaded=BASE_TIME + pd.Timedelta(hours=6), event_text="ApiCalls")
+        duckdb_warehouse.write("prod", "api_calls", pd.concat([first, late], ignore_index=True))
+        cleared = dag.context(context["run_id"])  # the same run, cleared
+        plan = dag.plan(cleared)
+        part = plan["units"][0][0]
+        from amberflo_sync.planning import Slice
+
+        dag.ledger.slice_started(part["plan_id"], Slice.from_dict(part))  # ... and its worker dies here
+        try:
+            dag.finish(plan, cleared)
+            raise AssertionError("a run whose slice never finished must fail")
+        except Exception as exc:  # noqa: BLE001
+            assert "did not finish" in str(exc)
+        assert dag.ledger.watermark("prod.api_calls").value == mark
+        assert dag.run(dag.context()).succeeded  # the next run sends the late rows
+    assert {"late-0", "late-1"} <= {r["uniqueId"] for r in emulator.records()}
