@@ -103,8 +103,9 @@ def segment_events_to_amberflo() -> None:
 
         context = get_current_context()
         plan = plan_event_slices(context)
-        context["ti"].xcom_push("plan", plan)  # the whole plan, for finish
-        return plan["units"]
+        units = plan.pop("units")
+        context["ti"].xcom_push("plan", plan)  # its id and catalog, for the slices and finish
+        return units
 
     @task(map_index_template="{{ slice_keys }}", pool=AMBERFLO_POOL)
     def sync_slices(unit: list[dict]) -> list[dict]:

@@ -21,8 +21,8 @@ from typing import Any
 
 from amberflo_sync.config import SyncConfig
 from amberflo_sync.discovery_report import missing_event_sources
-from amberflo_sync.events_sync import DryRun, bound_text, sync_slice
-from amberflo_sync.ledger import Ledger, PlanOutcome
+from amberflo_sync.events_sync import DryRun, sync_slice
+from amberflo_sync.ledger import Ledger, PlanOutcome, bound_text
 from amberflo_sync.planning import (
     Slice,
     check_backfill_interval,
@@ -46,20 +46,17 @@ class RunFailed(RuntimeError):
 
 @dataclass
 class Plan:
-    """A recorded plan: its id, its slices grouped into mapped tasks, and what it could not plan."""
+    """A recorded plan, as the tasks after it need it (the rest — kind, streams, problems — is in the
+    ledger's ``plans`` row): its id, its slices grouped into mapped tasks, and the discovery answers."""
 
     plan_id: str
     units: list[list[dict[str, Any]]]
-    kind: str
-    streams: list[str] = field(default_factory=list)
-    problems: dict[str, str] = field(default_factory=dict)
     #: the discovery answers (:meth:`WarehouseReader.catalog_to_dict`), handed to the slice tasks so
     #: that they send no discovery statement of their own
     catalog: dict[str, Any] = field(default_factory=dict)
 
     def to_xcom(self) -> dict[str, Any]:
-        return {"plan_id": self.plan_id, "units": self.units, "kind": self.kind, "streams": self.streams,
-                "problems": self.problems, "catalog": self.catalog}
+        return {"plan_id": self.plan_id, "units": self.units, "catalog": self.catalog}
 
 
 def looked_for(config: SyncConfig) -> list[str]:
@@ -125,7 +122,7 @@ def plan_run(reader: WarehouseReader, ledger: Ledger, config: SyncConfig, rules:
     if rules.dry_run:
         log.info("dry run: found %d streams (%s); nothing will be sent and no watermark moves", len(streams),
                  ", ".join(s.key for s in streams) or "none")
-    return Plan(plan_id, units, rules.label, [s.key for s in streams], problems, catalog)
+    return Plan(plan_id, units, catalog)
 
 
 def run_slices(unit: Sequence[dict[str, Any]], *, reader: WarehouseReader, ledger: Ledger, config: SyncConfig,

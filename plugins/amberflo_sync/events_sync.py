@@ -40,7 +40,7 @@ import pyarrow.compute as pc
 
 from amberflo_sync.config import SyncConfig
 from amberflo_sync.isolation import RETRYABLE_REASONS, IsolatingSender
-from amberflo_sync.ledger import Ledger, RunStats
+from amberflo_sync.ledger import Ledger, RunStats, bound_text
 from amberflo_sync.planning import INCREMENTAL, Slice
 from amberflo_sync.redaction import error_text
 from amberflo_sync.reader import EventStream, WarehouseReader, Window
@@ -169,9 +169,10 @@ def sync_stream(
             " [dry run: nothing is sent]" if dry_run else "",
         )
         source = reader.extract_window(stream, window)
-        if retry_ids and dry_run is None:
-            source = itertools.chain(source, _outside_window(reader.extract_ids(stream, list(retry_ids)), window,
-                                                             retried))
+        # a window from the beginning (or over a table without cursor) re-sends these rows itself
+        if retry_ids and dry_run is None and window.cursor is not None and window.lower is not None:
+            retries = _outside_window(reader.extract_ids(stream, list(retry_ids)), window)
+            source = itertools.chain(source, _counted(retries, retried))
     try:
         with _Progress(stream, stats, config.progress_every_seconds), _ReadAhead(source, timings) as chunks, \
                 _Sender(send, timings) as sender, \
@@ -263,20 +264,8 @@ def sync_slice(
         failed.status, failed.error = "failed", error_text(exc)
         ledger.slice_finished(plan_id, part, failed)
         raise
-    stats.details = {**(stats.details or {}), "slice": part.key, "mode": part.mode}
-    if worker:
-        stats.details["worker"] = worker
-    ledger.slice_finished(plan_id, part, stats)
+    ledger.slice_finished(plan_id, part, stats)  # the slice row holds its key, mode and worker
     return stats
-
-
-def bound_text(value: Any, missing: str) -> str:
-    """A window bound as logged: datetimes with their time zone (naive warehouse columns are UTC)."""
-    if value is None:
-        return missing
-    if isinstance(value, dt.datetime):
-        return value.isoformat() + ("" if value.tzinfo else " UTC")
-    return str(value)
 
 
 class _Counter:
@@ -288,17 +277,18 @@ RETRIED_ROWS = "amberflo_sync_retried_rows"
 
 
 def _counted(chunks: Iterator[pd.DataFrame], counter: _Counter) -> Iterator[pd.DataFrame]:
+    """Chunks of retried rows, counted and flagged (:data:`RETRIED_ROWS`)."""
     for chunk in chunks:
-        counter.value += len(chunk)
-        chunk.attrs[RETRIED_ROWS] = True
-        yield chunk
+        if len(chunk):
+            counter.value += len(chunk)
+            chunk.attrs[RETRIED_ROWS] = True
+            yield chunk
 
 
-def _outside_window(chunks: Iterator[pd.DataFrame], window: Window, counter: _Counter) -> Iterator[pd.DataFrame]:
+def _outside_window(chunks: Iterator[pd.DataFrame], window: Window) -> Iterator[pd.DataFrame]:
     """Retried rows the window does not hold (cursor at or below its lower bound)."""
+    assert window.cursor is not None and window.lower is not None
     for chunk in chunks:
-        if window.cursor is None or window.lower is None:
-            continue  # the window reads the whole table: it re-sends these rows itself
         column = next((c for c in chunk.columns if c.lower() == window.cursor.lower()), None)
         if column is not None:
             cursor = pd.to_datetime(chunk[column], utc=True, errors="coerce") if isinstance(
@@ -306,10 +296,7 @@ def _outside_window(chunks: Iterator[pd.DataFrame], window: Window, counter: _Co
             lower = pd.Timestamp(window.lower).tz_localize("UTC") if (
                 isinstance(window.lower, dt.datetime) and window.lower.tzinfo is None) else window.lower
             chunk = chunk.loc[(cursor <= lower).fillna(False).to_numpy(dtype=bool)]
-        if len(chunk):
-            counter.value += len(chunk)
-            chunk.attrs[RETRIED_ROWS] = True
-            yield chunk
+        yield chunk
 
 
 class _RejectedBooks:

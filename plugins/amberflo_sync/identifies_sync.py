@@ -14,8 +14,8 @@ import logging
 from amberflo_sync.config import SyncConfig
 from amberflo_sync.customer_writer import AMBERFLO_REJECTED_CUSTOMER, CustomerWriter
 from amberflo_sync.customers import group_updates, identify_updates, latest_updates
-from amberflo_sync.events_sync import DryRun, bound_text
-from amberflo_sync.ledger import Ledger, RunStats
+from amberflo_sync.events_sync import DryRun
+from amberflo_sync.ledger import Ledger, RunStats, bound_text
 from amberflo_sync.planning import BACKFILL, INCREMENTAL, Slice, plan_window
 from amberflo_sync.reader import EventStream, WarehouseReader
 from amberflo_sync.run_kinds import RunRules

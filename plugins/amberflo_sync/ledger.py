@@ -366,7 +366,7 @@ class Ledger:
         with self.engine.begin() as conn:
             for stream, mark in marks.items():
                 if self._commit_watermark(conn, stream, mark, run_id=plan["run_id"], plan_id=plan_id):
-                    log.info("%s: watermark → %s", stream, _shown(mark))
+                    log.info("%s: watermark → %s", stream, bound_text(mark))
             for stream, parts in groups.items():
                 stats = _sum_slices(plan["run_id"], stream, parts, dry_run)
                 result = StreamOutcome(stream, stats.status, stats, marks.get(stream),
@@ -466,7 +466,8 @@ class Ledger:
                           "abandoned": ABANDONED, "open": OPEN,
                           "status": ABANDONED if limit == 1 else OPEN}
                 if conn.execute(update, params).rowcount:
-                    status, attempts = conn.execute(select, params).first()
+                    # only a retryable reason can be abandoned: the others need no look back
+                    status, attempts = conn.execute(select, params).first() if limit else (OPEN, 0)
                 else:
                     conn.execute(insert, params)
                     status, attempts = params["status"], 1
@@ -547,9 +548,9 @@ def _sum_slices(run_id: str, stream: str, parts: list[dict[str, Any]], dry_run: 
                 merged = details.setdefault(key, {})
                 for k, v in value.items():
                     merged[k] = merged.get(k, 0) + v if isinstance(v, (int, float)) else v
-            elif isinstance(value, (int, float)) and not isinstance(value, bool) and key != "slice":
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
                 details[key] = details.get(key, 0) + value
-            elif key not in ("slice", "worker", "mode"):
+            else:
                 details[key] = value
         if part["error"]:
             errors.append(f"{part['stream']}#{part['slice_index'] + 1}/{part['slice_count']}: {part['error']}")
@@ -558,9 +559,8 @@ def _sum_slices(run_id: str, stream: str, parts: list[dict[str, Any]], dry_run: 
     ends = [naive_utc(p["finished_at"]) for p in parts if p["finished_at"] is not None]
     stats.started_at = min(starts) if starts else None
     stats.finished_at = max(ends) if ends else utcnow()
-    stats.seconds = sum(float((orjson.loads(p["details"] or "{}")).get("seconds", 0) or 0) for p in parts) or (
+    stats.seconds = float(details.pop("seconds", 0) or 0) or (
         (stats.finished_at - stats.started_at).total_seconds() if stats.started_at else 0.0)
-    details.pop("seconds", None)
     ordered = sorted(parts, key=lambda p: (p["stream"], p["slice_index"]))
     stats.window_lower = ordered[0]["window_lower"] if ordered else None
     stats.window_upper = ordered[-1]["window_upper"] if ordered else None
@@ -601,8 +601,11 @@ def _later(a: Any, b: Any) -> bool:
         return True
 
 
-def _shown(value: Any) -> str:
-    """A bound as logged: datetimes with their time zone (naive warehouse columns are UTC)."""
+def bound_text(value: Any, missing: str = "") -> str:
+    """A window bound or watermark as logged: datetimes with their time zone (naive warehouse columns
+    are UTC); ``missing`` for an open bound."""
+    if value is None:
+        return missing
     if isinstance(value, dt.datetime):
         return value.isoformat() + ("" if value.tzinfo else " UTC")
     return str(value)

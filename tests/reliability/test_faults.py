@@ -166,7 +166,7 @@ def test_outage_beyond_the_retry_budget_fails_each_stream_with_unavailable_error
     """Guards giving up: fails if the client retries forever or reports the outage as something else
     (or as success)."""
     errors = list(outage.during_outcome.values())
-    assert errors and all("AmberfloUnavailableError" in str(e) for e in errors), errors
+    assert errors and all(AmberfloUnavailableError.__name__ in str(e) for e in errors), errors
     assert all("failed after" in str(e) and "HTTP 503" in str(e) for e in errors)
 
 
@@ -181,7 +181,7 @@ def test_outage_records_a_failed_sync_runs_row_with_the_error(outage: OutageScen
     assert {r["stream"] for r in outage.failed_runs} == set(outage.during_outcome)
     for run in outage.failed_runs:
         assert run["status"] == "failed"
-        assert "AmberfloUnavailableError: " in run["error"]
+        assert f"{AmberfloUnavailableError.__name__}: " in run["error"]
         assert run["rows_read"] > 0
 
 
