@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import decimal
 import json
-import os
 import socket
 import subprocess
 import sys

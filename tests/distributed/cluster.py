@@ -9,9 +9,7 @@ worker ran which task.
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -19,23 +17,18 @@ import uuid
 from pathlib import Path
 
 import psycopg2
-import requests
 
+from tests.airflow_processes import AirflowProcesses, free_port
 from tests.airflow_runner import REPO, airflow_base_env
 
 PG = {"host": "127.0.0.1", "port": 5432, "user": "root", "dbname": "test"}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class CeleryCluster:
+class CeleryCluster(AirflowProcesses):
     """Start/stop the Airflow processes; trigger DAG runs and wait for them."""
 
     def __init__(self, work: Path, extra_env: dict[str, str]) -> None:
+        super().__init__()
         self.work = work
         self.database = f"airflow_{uuid.uuid4().hex[:10]}"
         self.port = free_port()
@@ -62,8 +55,6 @@ class CeleryCluster:
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
             "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "300",
         })
-        self.processes: dict[str, subprocess.Popen] = {}
-        self.logs: dict[str, Path] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
     #: Celery workers to start (none for the LocalExecutor cluster)
@@ -139,12 +130,6 @@ class CeleryCluster:
         result = self._run(["tasks", "states-for-dag-run", dag_id, run_id, "-o", "json"])
         return _json_array(result.stdout)
 
-    def tail(self, name: str, lines: int = 60) -> str:
-        path = self.logs.get(name)
-        if path is None or not path.exists():
-            return ""
-        return f"\n--- {name} ---\n" + "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
     # -- internals ------------------------------------------------------------------------------
     def _run(self, args: list[str], *, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
         result = subprocess.run([sys.executable, "-m", "airflow", *args], env=self.env, capture_output=True,
@@ -152,28 +137,6 @@ class CeleryCluster:
         if check and result.returncode != 0:
             raise RuntimeError(f"airflow {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
         return result
-
-    def _spawn(self, name: str, args: list[str], extra: dict[str, str] | None = None) -> None:
-        log = self.work / f"{name}.log"
-        self.logs[name] = log
-        env = dict(self.env, **(extra or {}))
-        handle = open(log, "w")
-        self.processes[name] = subprocess.Popen([sys.executable, "-m", "airflow", *args], env=env, stdout=handle,
-                                                stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
-
-    def _wait_http(self, url: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(url, timeout=2).status_code < 500:
-                    return
-            except requests.RequestException:
-                pass
-            for name, proc in self.processes.items():
-                if proc.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {proc.returncode}" + self.tail(name))
-            time.sleep(1)
-        raise TimeoutError(f"{url} not up after {timeout}s" + self.tail("api-server"))
 
     def _create_database(self) -> None:
         con = psycopg2.connect(**PG)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-import pytest
 
 from amberflo_sync.config import EventsConfig
 from amberflo_sync.reader import EventStream, WarehouseReader, Window, create_engine

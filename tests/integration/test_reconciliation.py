@@ -22,10 +22,8 @@ from amberflo_sync.client import AmberfloClient, ClientSettings
 from amberflo_sync.config import config_from_dict
 from amberflo_sync.demo.generate import generate_warehouse
 from amberflo_sync.emulator import FaultConfig
-from amberflo_sync.reader import WarehouseReader, create_engine
 from amberflo_sync.reconciliation import reconcile, resolve_window
 from amberflo_sync.reconciliation.table import ReconciliationTable
-from amberflo_sync.state import StateStore
 from tests.dag_path import DagPath, amberflo_connection
 
 NOW = dt.datetime.now(dt.timezone.utc).replace(minute=0, second=0, microsecond=0)

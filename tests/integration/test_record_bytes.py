@@ -9,7 +9,6 @@ BIGINT next to NULL and beyond 2**53, NaN/±inf, decimals, nested JSON, text tha
 from __future__ import annotations
 
 import datetime as dt
-import decimal
 import json
 import uuid
 

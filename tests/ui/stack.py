@@ -15,15 +15,16 @@ from pathlib import Path
 import requests
 
 from tests.airflow_runner import REPO, airflow_base_env
-from tests.distributed.cluster import free_port
+from tests.airflow_processes import AirflowProcesses, free_port
 
 USER = "admin"
 
 
-class AirflowStack:
+class AirflowStack(AirflowProcesses):
     """Start/stop the Airflow processes of one browser test; REST helpers authenticated as ``USER``."""
 
     def __init__(self, work: Path, extra_env: dict[str, str]) -> None:
+        super().__init__()
         self.work = work
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -52,8 +53,6 @@ class AirflowStack:
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
         })
-        self.processes: dict[str, subprocess.Popen] = {}
-        self.logs: dict[str, Path] = {}
         self._token: str | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -113,32 +112,3 @@ class AirflowStack:
                     return state
             time.sleep(2)
         raise TimeoutError(f"run {run_id} still {state} after {timeout}s" + self.tail("scheduler"))
-
-    def tail(self, name: str, lines: int = 60) -> str:
-        path = self.logs.get(name)
-        if path is None or not path.exists():
-            return ""
-        return f"\n--- {name} ---\n" + "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-    # -- internals ------------------------------------------------------------------------------
-    def _spawn(self, name: str, args: list[str]) -> None:
-        log = self.work / f"{name}.log"
-        self.logs[name] = log
-        with open(log, "w") as handle:
-            self.processes[name] = subprocess.Popen([sys.executable, "-m", "airflow", *args], env=self.env,
-                                                    stdout=handle, stderr=subprocess.STDOUT, cwd=REPO,
-                                                    start_new_session=True)
-
-    def _wait_http(self, url: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(url, timeout=2).status_code < 500:
-                    return
-            except requests.RequestException:
-                pass
-            for name, proc in self.processes.items():
-                if proc.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {proc.returncode}" + self.tail(name))
-            time.sleep(1)
-        raise TimeoutError(f"{url} not up after {timeout}s" + self.tail("api-server"))

@@ -3,7 +3,6 @@ dry-run output outside ``dry_run_dir``)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 

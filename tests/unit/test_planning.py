@@ -7,7 +7,6 @@ import datetime as dt
 import pytest
 
 from amberflo_sync.planning import (
-    BACKFILL,
     INCREMENTAL,
     BackfillRefused,
     Slice,
